@@ -1,0 +1,108 @@
+"""The project's own BERT forward pass, one layer at a time so tokens can be removed between layers.
+
+Shapes: B rows, T padded tokens, D hidden size, H heads, Dh = D / H.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig
+
+from prune.model import ModelError
+
+_ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__()
+        d = config.hidden_size
+        self.word = nn.Embedding(config.vocab_size, d)
+        self.position = nn.Embedding(config.max_position_embeddings, d)
+        self.token_type = nn.Embedding(config.type_vocab_size, d)
+        self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        # ids [B, T] -> [B, T, D]; single-segment inputs, so token type 0 everywhere
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = self.word(ids) + self.position(positions)[None] + self.token_type.weight[0]
+        return self.norm(x)
+
+
+class Layer(nn.Module):
+    """A post-norm BERT layer. Attention probabilities are materialised only on request."""
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__()
+        d, self.heads = config.hidden_size, config.num_attention_heads
+        if d % self.heads:
+            raise ModelError(f"hidden_size {d} is not divisible by num_attention_heads {self.heads}")
+        self.qkv = nn.Linear(d, 3 * d)
+        self.attn_out = nn.Linear(d, d)
+        self.attn_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.ffn_in = nn.Linear(d, config.intermediate_size)
+        self.ffn_out = nn.Linear(config.intermediate_size, d)
+        self.ffn_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        act = config.hidden_act
+        if act not in _ACTIVATIONS:
+            raise ModelError(f"hidden_act {act!r} is not supported; supported: {sorted(_ACTIVATIONS)}")
+        self.act = _ACTIVATIONS[act]
+
+    def forward(
+        self, h: torch.Tensor, mask: torch.Tensor, need_probs: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # h [B, T, D]; mask [B, T] bool, True on real tokens
+        b, t, d = h.shape
+        qkv = self.qkv(h).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each [B, H, T, Dh]
+        keys = mask[:, None, None, :]  # [B, 1, 1, T]
+        probs = None
+        if need_probs:
+            # explicit attention in fp32 so the token ranking does not depend on the dtype
+            scores = q.float() @ k.float().transpose(-1, -2) / math.sqrt(d // self.heads)
+            probs = scores.masked_fill(~keys, float("-inf")).softmax(-1)  # [B, H, T, T]
+            ctx = (probs @ v.float()).to(v.dtype)
+        else:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # [B, H, T, Dh]
+        ctx = ctx.transpose(1, 2).reshape(b, t, d)
+        h = self.attn_norm(h + self.attn_out(ctx))
+        h = self.ffn_norm(h + self.ffn_out(self.act(self.ffn_in(h))))
+        return h, probs
+
+
+class Bert(nn.Module):
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__()
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+
+    def load_hf_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load Hugging Face BertModel weights (names as in its state dict)."""
+        mine: dict[str, torch.Tensor] = {
+            "embeddings.word.weight": state["embeddings.word_embeddings.weight"],
+            "embeddings.position.weight": state["embeddings.position_embeddings.weight"],
+            "embeddings.token_type.weight": state["embeddings.token_type_embeddings.weight"],
+            "embeddings.norm.weight": state["embeddings.LayerNorm.weight"],
+            "embeddings.norm.bias": state["embeddings.LayerNorm.bias"],
+        }
+        for i in range(len(self.layers)):
+            p, m = f"encoder.layer.{i}.", f"layers.{i}."
+            for part in ("weight", "bias"):
+                mine[m + "qkv." + part] = torch.cat(
+                    [state[p + f"attention.self.{n}.{part}"] for n in ("query", "key", "value")]
+                )
+                mine[m + "attn_out." + part] = state[p + "attention.output.dense." + part]
+                mine[m + "attn_norm." + part] = state[p + "attention.output.LayerNorm." + part]
+                mine[m + "ffn_in." + part] = state[p + "intermediate.dense." + part]
+                mine[m + "ffn_out." + part] = state[p + "output.dense." + part]
+                mine[m + "ffn_norm." + part] = state[p + "output.LayerNorm." + part]
+        self.load_state_dict(mine, strict=True)

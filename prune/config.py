@@ -1,0 +1,98 @@
+"""Validated, frozen configuration objects for the encoder."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Dtype = Literal["float32", "bfloat16"]
+DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Post-training token pruning (arXiv 2408.11799).
+
+    After encoder layer ``layer`` (1-based: after ``layer`` layers have run) every sequence
+    with ``n > min_tokens`` real tokens keeps ``max(min_tokens, ceil((1 - quantile) * n))``
+    tokens: [CLS] and [SEP] always, then the most important ones by ``score``, in their
+    original order.
+    """
+
+    min_tokens: int
+    quantile: float
+    layer: int
+    score: str = "attention"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.min_tokens, int) or self.min_tokens < 2:
+            raise ValueError(
+                f"min_tokens (s) must be an integer >= 2 ([CLS] and [SEP] are always kept), "
+                f"got {self.min_tokens!r}"
+            )
+        if not 0.0 <= float(self.quantile) < 1.0:
+            raise ValueError(f"quantile (q) must be in [0, 1), got {self.quantile!r}")
+        if not isinstance(self.layer, int) or self.layer < 1:
+            raise ValueError(f"layer (l) must be an integer >= 1, got {self.layer!r}")
+        if not isinstance(self.score, str) or not self.score:
+            raise ValueError(f"score must be a non-empty name, got {self.score!r}")
+
+    def __str__(self) -> str:
+        return f"s={self.min_tokens},q={self.quantile:g},l={self.layer},score={self.score}"
+
+    @classmethod
+    def parse(cls, text: str) -> PruneConfig:
+        """Parse ``"s=15,q=0.8,l=1"`` (optionally ``,score=norm``)."""
+        fields: dict[str, str] = {}
+        for part in text.split(","):
+            m = re.fullmatch(r"\s*(\w+)\s*=\s*([^\s]+)\s*", part)
+            if not m:
+                raise ValueError(
+                    f"cannot parse prune config {text!r}: expected 's=INT,q=FLOAT,l=INT' "
+                    f"with an optional ',score=NAME', e.g. 's=15,q=0.8,l=1'"
+                )
+            fields[m.group(1)] = m.group(2)
+        aliases = {"min_tokens": "s", "quantile": "q", "layer": "l"}
+        fields = {aliases.get(k, k): v for k, v in fields.items()}
+        unknown = set(fields) - {"s", "q", "l", "score"}
+        missing = {"s", "q", "l"} - set(fields)
+        if unknown or missing:
+            raise ValueError(
+                f"prune config {text!r}: unknown keys {sorted(unknown)}, missing keys "
+                f"{sorted(missing)}; expected 's=INT,q=FLOAT,l=INT[,score=NAME]'"
+            )
+        try:
+            return cls(
+                min_tokens=int(fields["s"]),
+                quantile=float(fields["q"]),
+                layer=int(fields["l"]),
+                score=fields.get("score", "attention"),
+            )
+        except ValueError as exc:
+            raise ValueError(f"prune config {text!r}: {exc}") from exc
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "min_tokens": self.min_tokens,
+            "quantile": self.quantile,
+            "layer": self.layer,
+            "score": self.score,
+        }
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """How the encoder runs: numeric type and batch shape."""
+
+    dtype: Dtype = "float32"
+    token_budget: int = 4096  # max (rows x padded length) per batch
+    max_batch_rows: int = 256
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not isinstance(self.token_budget, int) or self.token_budget < 1:
+            raise ValueError(f"token_budget must be a positive integer, got {self.token_budget!r}")
+        if not isinstance(self.max_batch_rows, int) or self.max_batch_rows < 1:
+            raise ValueError(f"max_batch_rows must be a positive integer, got {self.max_batch_rows!r}")

