@@ -1,0 +1,109 @@
+"""The encoder against sentence-transformers, batch invariance, dtype, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prune import Encoder, EncoderOptions, PruneConfig
+
+PAPER = PruneConfig(min_tokens=15, quantile=0.8, layer=1)
+
+
+@pytest.mark.slow
+def test_unpruned_matches_sentence_transformers_on_every_banking77_test_row(
+    encoder: Encoder, banking_texts: list[str], model_dir
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(model_dir), device="cpu")
+    ref = st.encode(banking_texts, batch_size=32, convert_to_numpy=True)
+    ours = encoder.encode(banking_texts).embeddings
+    cos = (ours * ref).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
+    assert len(cos) == 3080
+    assert cos.min() >= 0.9999, f"worst row {int(cos.argmin())}: cosine {cos.min():.6f}"
+
+
+@pytest.mark.slow
+def test_bf16_close_to_fp32_on_every_banking77_test_row(encoder: Encoder, banking_texts: list[str]) -> None:
+    bf16 = Encoder(options=EncoderOptions(dtype="bfloat16"))
+    a = encoder.encode(banking_texts).embeddings
+    b = bf16.encode(banking_texts).embeddings
+    cos = (a * b).sum(1)
+    assert cos.min() >= 0.999, f"worst row {int(cos.argmin())}: cosine {cos.min():.6f}"
+
+
+@pytest.mark.parametrize("prune", [None, PAPER, PruneConfig(4, 0.5, 2, "norm")], ids=str)
+def test_batch_invariance(banking_texts: list[str], prune: PruneConfig | None) -> None:
+    enc = Encoder(prune=prune, options=EncoderOptions(token_budget=1_000_000))
+    # length-mixed: shortest and longest texts and some between
+    texts = sorted(banking_texts, key=len)
+    sample = texts[:10] + texts[-10:] + texts[1000:1020]
+    together = enc.encode(sample)
+    assert together.tokens.max() > 3 * together.tokens.min()
+    for i, text in enumerate(sample):
+        alone = enc.encode([text])
+        diff = np.abs(alone.embeddings[0] - together.embeddings[i]).max()
+        assert diff <= 1e-5, f"row {i} ({text!r}): max abs diff {diff}"
+        assert alone.tokens_kept[0] == together.tokens_kept[i]
+
+
+def test_outputs_in_input_order_whatever_the_batching(banking_texts: list[str]) -> None:
+    texts = banking_texts[:200]
+    big = Encoder(options=EncoderOptions(token_budget=1_000_000)).encode(texts)
+    small = Encoder(options=EncoderOptions(token_budget=64, max_batch_rows=3)).encode(texts)
+    assert np.abs(big.embeddings - small.embeddings).max() <= 1e-5
+    assert np.array_equal(big.tokens, small.tokens)
+
+
+def test_pruning_reports_tokens_kept_by_the_rule(banking_texts: list[str]) -> None:
+    enc = Encoder(prune=PAPER)
+    r = enc.encode(banking_texts[:300])
+    n = r.tokens.astype(int)
+    want = np.where(n <= 15, n, np.maximum(15, np.ceil(0.2 * n - 1e-9).astype(int)))
+    assert np.array_equal(r.tokens_kept, want)
+    assert (r.tokens_kept < r.tokens).any()
+    norms = np.linalg.norm(r.embeddings, axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5)
+
+
+def test_empty_list(encoder: Encoder) -> None:
+    r = encoder.encode([])
+    assert r.embeddings.shape == (0, encoder.dim)
+    assert len(r) == 0
+
+
+def test_empty_and_whitespace_texts_encode_as_cls_sep(encoder: Encoder) -> None:
+    r = encoder.encode(["", "   ", "\n\t", "hello"])
+    assert r.tokens.tolist()[:3] == [2, 2, 2]  # [CLS] [SEP] only
+    assert np.allclose(r.embeddings[0], r.embeddings[1], atol=1e-6)
+    assert np.isfinite(r.embeddings).all()
+
+
+def test_long_text_truncated_and_counted(encoder: Encoder) -> None:
+    long = "my card has not arrived " * 5000  # ~120k characters
+    r = encoder.encode([long, "short text"])
+    assert r.tokens.tolist() == [encoder.max_length, 4]
+    assert r.truncated.tolist() == [True, False]
+    assert np.isfinite(r.embeddings).all()
+
+
+@pytest.mark.parametrize("bad", [[None], ["ok", 3], [b"bytes"], [float("nan")]])
+def test_non_string_values_rejected_with_position(encoder: Encoder, bad: list[object]) -> None:
+    with pytest.raises(TypeError, match=r"texts\[\d\] is .*expected str"):
+        encoder.encode(bad)  # type: ignore[arg-type]
+
+
+def test_single_string_rejected(encoder: Encoder) -> None:
+    with pytest.raises(TypeError, match="single str"):
+        encoder.encode("hello")
+
+
+def test_prune_layer_out_of_range() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        Encoder(prune=PruneConfig(4, 0.5, 6))
+
+
+def test_unknown_score() -> None:
+    with pytest.raises(ValueError, match="unknown importance score"):
+        Encoder(prune=PruneConfig(4, 0.5, 1, "nope"))
