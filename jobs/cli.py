@@ -1,6 +1,8 @@
 """The `jobs` command line. Every error is mapped to an exit code here, and only here.
 
-Exit codes: 0 ok, 1 unexpected failure (a bug: traceback shown), 2 bad input or usage.
+Exit codes: 0 ok, 1 unexpected failure (a bug: traceback shown), 2 bad input or usage
+(including an unknown tenant or a head built with another model), 3 Redis unavailable
+(unreachable, wrong password, or the embedded server failed to start).
 """
 
 from __future__ import annotations
@@ -12,17 +14,21 @@ from pathlib import Path
 
 import click
 
+from jobs import embedded_redis
+from jobs.examples_io import read_examples
+from jobs.tenants import add_tenant
 from prune import Encoder, EncoderOptions, ModelError, PruneConfig
 from prune.config import DTYPES
-from prune.head import centroid_head
+from prune.head import HEAD_KINDS, centroid_head
+from workers.connection import RedisUnavailable, connect, redact
+from workers.store import CentroidStore, UnknownTenant
 
 EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 3
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _prune_option(
-    ctx: click.Context | None, param: click.Parameter | None, value: str | None
-) -> PruneConfig | None:
+def _prune_option(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> PruneConfig | None:
     if value is None or value.lower() in ("", "none", "off"):
         return None
     try:
@@ -149,6 +155,138 @@ def demo(
     )
 
 
+def redis_options(fn):  # type: ignore[no-untyped-def]
+    fn = click.option(
+        "--redis-prefix",
+        envvar="JOBS_REDIS_PREFIX",
+        default="fsj",
+        show_default=True,
+        help="Prefix of every Redis key (env JOBS_REDIS_PREFIX).",
+    )(fn)
+    fn = click.option(
+        "--redis-url",
+        envvar="JOBS_REDIS_URL",
+        default=None,
+        help="redis://[:PASSWORD@]HOST:PORT/DB, rediss://... or unix:///PATH "
+        "(env JOBS_REDIS_URL; default: the embedded server).",
+    )(fn)
+    return fn
+
+
+def open_store(redis_url: str | None, prefix: str) -> CentroidStore:
+    return CentroidStore(connect(redis_url or embedded_redis.ensure_running()), prefix)
+
+
+@main.group()
+def tenants() -> None:
+    """Tenants' few-shot heads, stored in Redis."""
+
+
+@tenants.command("add")
+@click.argument("tenant")
+@click.option(
+    "--examples",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="CSV, JSONL or Parquet file with a text and a label column.",
+)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--intents", default=None, help="Comma-separated intents that must all have examples.")
+@click.option("--head", "head_kind", type=click.Choice(HEAD_KINDS), default="centroid", show_default=True)
+@click.option(
+    "--oos-threshold",
+    type=float,
+    default=None,
+    help="Utterances scoring below it are labelled out of scope (default: none).",
+)
+@encoder_options
+@redis_options
+def tenants_add(
+    tenant: str,
+    examples: str,
+    text_column: str,
+    label_column: str,
+    intents: str | None,
+    head_kind: str,
+    oos_threshold: float | None,
+    model: str | None,
+    prune: PruneConfig | None,
+    dtype: str,
+    token_budget: int,
+    redis_url: str | None,
+    redis_prefix: str,
+) -> None:
+    """Build TENANT's head from its examples and store it (replacing any previous version)."""
+    from workers.store import validate_tenant_id
+
+    validate_tenant_id(tenant)
+    wanted = [i.strip() for i in intents.split(",") if i.strip()] if intents else None
+    data = read_examples(examples, text_column, label_column, wanted)
+    store = open_store(redis_url, redis_prefix)
+    encoder = build_encoder(model, prune, dtype, token_budget)
+    record = add_tenant(store, encoder, tenant, data, head_kind, oos_threshold)
+    click.echo(
+        f"tenant {tenant}: version {record.version}, {len(record.head.labels)} intents, "
+        f"{sum(record.example_counts.values())} examples, {record.head.kind} head, "
+        f"model {record.fingerprint}"
+    )
+
+
+@tenants.command("list")
+@redis_options
+def tenants_list(redis_url: str | None, redis_prefix: str) -> None:
+    """List tenants with their versions."""
+    store = open_store(redis_url, redis_prefix)
+    names = store.tenants()
+    if not names:
+        click.echo("no tenants yet: add one with `jobs tenants add TENANT --examples FILE`")
+        return
+    click.echo(f"{'tenant':<24} {'version':>7} {'head':<8} {'intents':>7} {'examples':>8} {'model':<16} updated")
+    for name in names:
+        r = store.get(name)
+        click.echo(
+            f"{name:<24} {r.version:>7} {r.head.kind:<8} {len(r.head.labels):>7} "
+            f"{sum(r.example_counts.values()):>8} {r.fingerprint:<16} {r.updated}"
+        )
+
+
+@tenants.command("show")
+@click.argument("tenant")
+@redis_options
+def tenants_show(tenant: str, redis_url: str | None, redis_prefix: str) -> None:
+    """Show a tenant's head as JSON (intents with example counts; not the matrix)."""
+    r = open_store(redis_url, redis_prefix).get(tenant)
+    click.echo(json.dumps({**r.summary(), "examples_per_intent": r.example_counts}, indent=2))
+
+
+@tenants.command("remove")
+@click.argument("tenant")
+@redis_options
+def tenants_remove(tenant: str, redis_url: str | None, redis_prefix: str) -> None:
+    """Delete a tenant's head."""
+    if not open_store(redis_url, redis_prefix).remove(tenant):
+        raise UnknownTenant(f"unknown tenant {tenant!r}: nothing to remove")
+    click.echo(f"removed tenant {tenant}")
+
+
+@main.group("redis")
+def redis_group() -> None:
+    """The embedded Redis server."""
+
+
+@redis_group.command("start")
+def redis_start() -> None:
+    """Start (or reuse) the embedded server and print its URL."""
+    click.echo(embedded_redis.ensure_running())
+
+
+@redis_group.command("stop")
+def redis_stop() -> None:
+    """Stop the embedded server (its data stays in the data folder)."""
+    click.echo("stopped" if embedded_redis.stop() else "not running")
+
+
 def entry() -> None:
     """Console-script entry point: runs the CLI and maps errors to exit codes."""
     try:
@@ -159,6 +297,9 @@ def entry() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (ModelError, ValueError, TypeError, FileNotFoundError) as exc:
-        click.echo(f"error: {exc}", err=True)
+    except (RedisUnavailable, embedded_redis.EmbeddedRedisError) as exc:
+        click.echo(f"error: {redact(str(exc))}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    except (ModelError, ValueError, TypeError, FileNotFoundError, UnknownTenant) as exc:
+        click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(EXIT_BAD_INPUT)

@@ -28,8 +28,7 @@ class PruneConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.min_tokens, int) or self.min_tokens < 2:
             raise ValueError(
-                f"min_tokens (s) must be an integer >= 2 ([CLS] and [SEP] are always kept), "
-                f"got {self.min_tokens!r}"
+                f"min_tokens (s) must be an integer >= 2 ([CLS] and [SEP] are always kept), got {self.min_tokens!r}"
             )
         if not 0.0 <= float(self.quantile) < 1.0:
             raise ValueError(f"quantile (q) must be in [0, 1), got {self.quantile!r}")

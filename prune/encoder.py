@@ -60,8 +60,7 @@ class Encoder:
         n_layers = self.config.num_hidden_layers
         if prune is not None and not 1 <= prune.layer < n_layers:
             raise ValueError(
-                f"prune layer l={prune.layer} is out of range for a {n_layers}-layer model; "
-                f"use 1..{n_layers - 1}"
+                f"prune layer l={prune.layer} is out of range for a {n_layers}-layer model; use 1..{n_layers - 1}"
             )
         self._score = get_score(prune.score) if prune is not None else None
         self.bert = Bert(self.config)

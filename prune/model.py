@@ -77,15 +77,10 @@ def read_spec(path: str | Path | None) -> ModelSpec:
 
 def _pooling_mode(config_file: Path) -> str:
     cfg = json.loads(config_file.read_text())
-    on = [
-        m
-        for m in POOLING_MODES
-        if cfg.get(f"pooling_mode_{m}_tokens" if m != "cls" else "pooling_mode_cls_token")
-    ]
+    on = [m for m in POOLING_MODES if cfg.get(f"pooling_mode_{m}_tokens" if m != "cls" else "pooling_mode_cls_token")]
     if len(on) != 1:
         raise ModelError(
-            f"{config_file}: exactly one pooling mode must be on ({', '.join(POOLING_MODES)}), "
-            f"found {on or 'none'}"
+            f"{config_file}: exactly one pooling mode must be on ({', '.join(POOLING_MODES)}), found {on or 'none'}"
         )
     return on[0]
 
@@ -104,9 +99,7 @@ def load_config(spec: ModelSpec) -> PretrainedConfig:
 
 
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerFast:
-    tokenizer = AutoTokenizer.from_pretrained(
-        str(spec.transformer_path), use_fast=True, local_files_only=True
-    )
+    tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_path), use_fast=True, local_files_only=True)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"{spec.transformer_path}: a fast tokenizer (tokenizer.json) is required")
     return tokenizer

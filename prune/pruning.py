@@ -40,9 +40,7 @@ def select(scores: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torc
     return torch.sort(key, dim=1).indices[:, : int(keep.max())]  # [B, T']
 
 
-def gather(
-    hidden: torch.Tensor, index: torch.Tensor, keep: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def gather(hidden: torch.Tensor, index: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """hidden [B, T, D], index [B, T'] -> (hidden [B, T', D], mask [B, T'])."""
     d = hidden.shape[-1]
     narrow = hidden.gather(1, index[:, :, None].expand(-1, -1, d))

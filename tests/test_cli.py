@@ -27,9 +27,7 @@ def test_demo_classifies_sample_utterances() -> None:
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 2 + 24
     predicted = [line.split()[0] for line in lines[1:-1]]
-    expected = [
-        line.split(",")[-1] for line in (REPO / "examples" / "acme_examples.csv").read_text().splitlines()[1:]
-    ]
+    expected = [line.split(",")[-1] for line in (REPO / "examples" / "acme_examples.csv").read_text().splitlines()[1:]]
     # the 24 utterances are 3 per intent, in the examples' intent order
     truth = [label for label in dict.fromkeys(expected) for _ in range(3)]
     accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
