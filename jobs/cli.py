@@ -19,6 +19,7 @@ from jobs.examples_io import read_examples
 from jobs.tenants import add_tenant
 from prune import Encoder, EncoderOptions, ModelError, PruneConfig
 from prune.config import DTYPES
+from prune.data import DEFAULT_DATA_DIR
 from prune.head import HEAD_KINDS, centroid_head
 from workers.connection import RedisUnavailable, connect, redact
 from workers.store import CentroidStore, UnknownTenant
@@ -153,6 +154,67 @@ def demo(
         f"{len(texts)} utterances, tokens kept {result.tokens_kept.sum()}/{result.tokens.sum()}, "
         f"{len(texts) / max(result.seconds, 1e-9):.0f} utterances/s"
     )
+
+
+def _csv_ints(ctx: click.Context | None, param: click.Parameter | None, value: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,2,3,5,10, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
+    return out
+
+
+@main.command("eval")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=str(DEFAULT_DATA_DIR), show_default=True)
+@click.option("--dataset", "datasets", multiple=True, default=("banking77", "clinc150"), show_default=True)
+@click.option("--split", default="test", show_default=True, help="The split that is scored (support: train).")
+@click.option("--shots", default="1,2,3,5,10", show_default=True, callback=_csv_ints)
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--head", "heads", multiple=True, type=click.Choice(HEAD_KINDS), default=("centroid",), show_default=True)
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    default=("fp32",),
+    show_default=True,
+    help="Encoder variant DTYPE[:PRUNE], e.g. bf16, bf16:tuned, fp32:s=15,q=0.8,l=1 (repeatable).",
+)
+@click.option("--model", type=click.Path(file_okay=False), default=None)
+@click.option("--timing-repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write the Markdown table here.")
+def eval_command(
+    data_dir: str,
+    datasets: tuple[str, ...],
+    split: str,
+    shots: tuple[int, ...],
+    seeds: int,
+    heads: tuple[str, ...],
+    configs: tuple[str, ...],
+    model: str | None,
+    timing_repeats: int,
+    out: str | None,
+    markdown: str | None,
+) -> None:
+    """Few-shot accuracy, F1, OOS and speed of encoder variants side by side."""
+    from prune.eval_run import render_markdown, run_eval
+    from prune.evaluate import EvalSettings, Variant
+    from prune.tuned import tuned_default
+
+    variants = [Variant.parse(c, tuned_default) for c in configs]
+    report = run_eval(
+        data_dir, datasets, variants, EvalSettings(shots, seeds, heads), split, timing_repeats, model=model
+    )
+    table = render_markdown(report)
+    click.echo(table)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2))
+    if markdown:
+        Path(markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown).write_text(table)
 
 
 def redis_options(fn):  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,6 +76,22 @@ class Encoder:
         self._tok.no_padding()
         self._tok.enable_truncation(self.max_length)
         self.stats = _Stats()
+
+    def _set_prune(self, prune: PruneConfig | None) -> None:
+        n_layers = self.config.num_hidden_layers
+        if prune is not None and not 1 <= prune.layer < n_layers:
+            raise ValueError(
+                f"prune layer l={prune.layer} is out of range for a {n_layers}-layer model; use 1..{n_layers - 1}"
+            )
+        self.prune = prune
+        self._score = get_score(prune.score) if prune is not None else None
+
+    def with_prune(self, prune: PruneConfig | None) -> Encoder:
+        """The same loaded weights with another pruning config (nothing is reloaded)."""
+        other = copy.copy(self)
+        other._set_prune(prune)
+        other.stats = _Stats()
+        return other
 
     @property
     def dim(self) -> int:

@@ -1,0 +1,50 @@
+"""Intent datasets as JSONL splits ({"text", "label"} per line) in a data folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+OOS_LABEL = "oos"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@dataclass(frozen=True)
+class Split:
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, index: list[int]) -> Split:
+        return Split([self.texts[i] for i in index], [self.labels[i] for i in index])
+
+    @property
+    def has_oos(self) -> bool:
+        return OOS_LABEL in self.labels
+
+
+def load_split(data_dir: str | Path, dataset: str, split: str) -> Split:
+    path = Path(data_dir) / dataset / f"{split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: expected {dataset}/{split}.jsonl under the data folder "
+            f"(--data-dir, default {DEFAULT_DATA_DIR})"
+        )
+    texts, labels = [], []
+    with path.open() as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row.get("text"), str) or not isinstance(row.get("label"), str):
+                raise ValueError(f'{path}:{n}: expected {{"text": str, "label": str}}, got {line[:80]!r}')
+            texts.append(row["text"])
+            labels.append(row["label"])
+    return Split(texts, labels)
+
+
+def has_split(data_dir: str | Path, dataset: str, split: str) -> bool:
+    return (Path(data_dir) / dataset / f"{split}.jsonl").exists()

@@ -1,0 +1,154 @@
+"""`jobs eval`: several encoder variants side by side on several datasets, as JSON and Markdown."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from prune.config import EncoderOptions
+from prune.data import has_split, load_split
+from prune.encoder import Encoder
+from prune.evaluate import EvalSettings, Variant, evaluate_variant, in_scope_texts
+from prune.timing import interleaved_seconds, median_ratios
+
+
+def encoders_for(variants: Sequence[Variant], model: str | None) -> dict[str, Encoder]:
+    """One loaded encoder per dtype, shared by every pruning config of that dtype."""
+    base: dict[str, Encoder] = {}
+    out = {}
+    for v in variants:
+        if v.dtype not in base:
+            base[v.dtype] = Encoder(model, None, EncoderOptions(dtype=v.dtype))
+        out[v.name] = base[v.dtype].with_prune(v.prune)
+    return out
+
+
+def run_eval(
+    data_dir: str | Path,
+    datasets: Sequence[str],
+    variants: Sequence[Variant],
+    settings: EvalSettings,
+    split: str = "test",
+    timing_repeats: int = 3,
+    timing_texts: int = 1000,
+    model: str | None = None,
+    progress: Callable[..., object] = tqdm,
+) -> dict[str, Any]:
+    if not variants:
+        raise ValueError("give at least one encoder variant (--config)")
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"encoder variants must be distinct, got {names}")
+    splits = {}
+    for ds in datasets:
+        if not has_split(data_dir, ds, split):
+            raise FileNotFoundError(f"{Path(data_dir) / ds / (split + '.jsonl')} not found")
+        splits[ds] = (load_split(data_dir, ds, "train"), load_split(data_dir, ds, split))
+    encoders = encoders_for(variants, model)
+    results: list[dict[str, Any]] = []
+    bar = progress(total=len(datasets) * len(variants), desc="eval", unit="run", disable=None)
+    for ds, (support, query) in splits.items():
+        for v in variants:
+            enc, summary = evaluate_variant(encoders[v.name], support, query, settings)
+            for row in summary:
+                results.append(
+                    {
+                        "dataset": ds,
+                        "variant": v.name,
+                        **row,
+                        "encode_seconds": enc.seconds,
+                        "utterances_per_s": len(query) / max(enc.seconds, 1e-9),
+                        "tokens": enc.tokens,
+                        "tokens_kept": enc.tokens_kept,
+                    }
+                )
+            bar.update(1)
+    bar.close()
+    sample = list(in_scope_texts(splits[datasets[0]][1], timing_texts))
+    times = interleaved_seconds({n: (lambda e=e: e.encode(sample)) for n, e in encoders.items()}, timing_repeats)
+    ratios = median_ratios(times, names[0])
+    first = next(iter(encoders.values()))
+    return {
+        "kind": "fewshot-eval",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_dir": str(data_dir),
+        "datasets": list(datasets),
+        "split": split,
+        "settings": {
+            "shots": list(settings.shots),
+            "seeds": settings.seeds,
+            "heads": list(settings.heads),
+            "calibration_per_intent": settings.calibration_per_intent,
+        },
+        "model": {"path": str(first.spec.path), "fingerprint": first.fingerprint},
+        "variants": [
+            {"name": v.name, "dtype": v.dtype, "prune": v.prune.to_dict() if v.prune else None} for v in variants
+        ],
+        "timing": {
+            "texts": len(sample),
+            "from": datasets[0],
+            "repeats": timing_repeats,
+            "baseline": names[0],
+            "median_seconds": {n: statistics.median(t) for n, t in times.items()},
+            "speedup": ratios,
+        },
+        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "results": results,
+    }
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """Accuracy per dataset x head x k with variants side by side, then speed, tokens, F1 and OOS."""
+    variants = [v["name"] for v in report["variants"]]
+    rows = report["results"]
+    index = {(r["dataset"], r["head"], r["k"], r["variant"]): r for r in rows}
+    datasets = list(report["datasets"])
+    first_head = report["settings"]["heads"][0]
+    kmax = max(report["settings"]["shots"])
+    lines = [
+        f"Few-shot accuracy (%), mean ± std over {report['settings']['seeds']} seeds, {report['split']} split "
+        f"(CLINC150: in-scope rows, closed set).",
+        "",
+        "| dataset | head | k | " + " | ".join(variants) + " |",
+        "|---|---|---:|" + "---:|" * len(variants),
+    ]
+    keys = sorted({(r["dataset"], r["head"], r["k"]) for r in rows}, key=lambda x: (x[0], x[1], int(x[2])))
+    for ds, head, k in keys:
+        cells = [
+            f"{100 * r['accuracy']:.1f} ± {100 * r['accuracy_std']:.1f}" if (r := index.get((ds, head, k, v))) else ""
+            for v in variants
+        ]
+        lines.append(f"| {ds} | {head} | {k} | " + " | ".join(cells) + " |")
+    timing = report["timing"]
+    header = ["variant", "speed-up", "tokens kept"] + [f"{ds} macro-F1" for ds in datasets]
+    has_oos = [ds for ds in datasets if "oos_recall" in index.get((ds, first_head, kmax, variants[0]), {})]
+    header += [f"{ds} OOS recall / precision" for ds in has_oos]
+    lines += [
+        "",
+        f"Speed-up: median of {timing['repeats']} interleaved encodes of {timing['texts']} {timing['from']} "
+        f"texts, relative to `{timing['baseline']}`. Tokens kept: over the scored splits. "
+        f"F1 and OOS: {first_head} head, {kmax}-shot.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
+    for v in variants:
+        per_ds = [index[(ds, first_head, kmax, v)] for ds in datasets]
+        seen = sum(r["tokens"] for r in per_ds)
+        kept = sum(r["tokens_kept"] for r in per_ds)
+        cells = [v, f"{timing['speedup'][v]:.2f}", f"{100 * kept / max(seen, 1):.1f}%"]
+        cells += [f"{100 * r['macro_f1']:.1f}" for r in per_ds]
+        cells += [
+            f"{100 * index[(ds, first_head, kmax, v)]['oos_recall']:.1f} / "
+            f"{100 * index[(ds, first_head, kmax, v)]['oos_precision']:.1f}"
+            for ds in has_oos
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
