@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,14 +56,8 @@ class Encoder:
         state = model_files.load_state(self.spec)
         self.fingerprint = model_files.fingerprint(state, self.config, self.spec, self.tokenizer)
         self.options = options or EncoderOptions()
-        self.prune = prune
         self.max_length = min(self.spec.max_seq_length, self.config.max_position_embeddings)
-        n_layers = self.config.num_hidden_layers
-        if prune is not None and not 1 <= prune.layer < n_layers:
-            raise ValueError(
-                f"prune layer l={prune.layer} is out of range for a {n_layers}-layer model; use 1..{n_layers - 1}"
-            )
-        self._score = get_score(prune.score) if prune is not None else None
+        self._set_prune(prune)
         self.bert = Bert(self.config)
         self.bert.load_hf_state(state)
         self.bert.eval().requires_grad_(False)
@@ -84,7 +78,13 @@ class Encoder:
                 f"prune layer l={prune.layer} is out of range for a {n_layers}-layer model; use 1..{n_layers - 1}"
             )
         self.prune = prune
-        self._score = get_score(prune.score) if prune is not None else None
+        self._score = None
+        if prune is not None and prune.score == "learned":
+            from prune.scorer import learned_score
+
+            self._score = learned_score(self.spec.path, self.fingerprint, prune.layer)
+        elif prune is not None:
+            self._score = get_score(prune.score)
 
     def with_prune(self, prune: PruneConfig | None) -> Encoder:
         """The same loaded weights with another pruning config (nothing is reloaded)."""
@@ -141,13 +141,18 @@ class Encoder:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _forward(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        width = max(len(r) for r in rows)
+    @staticmethod
+    def _batch_tensors(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(r) for r in rows])  # [B]
+        width = int(lengths.max())
         ids = torch.zeros((len(rows), width), dtype=torch.long)  # [B, T]
         for i, r in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(r)
         mask = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
+        return ids, mask, lengths
+
+    def _forward(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        ids, mask, lengths = self._batch_tensors(rows)
         self.stats.batches += 1
         self.stats.padded_tokens += ids.numel()
         h = self.bert.embeddings(ids)  # [B, T, D]
@@ -161,10 +166,26 @@ class Encoder:
                 if bool((keep < lengths).any()):
                     index = select(importance, mask, keep)  # [B, T']
                     h, mask = gather(h, index, keep)
+        return self._embed(h, mask).numpy(), mask.sum(1).numpy().astype(np.int32)
+
+    def _embed(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pooled = _pool(h.float(), mask, self.spec.pooling)  # [B, D]
-        if self.spec.normalize:
-            pooled = F.normalize(pooled, p=2, dim=1)
-        return pooled.numpy(), mask.sum(1).numpy().astype(np.int32)
+        return F.normalize(pooled, p=2, dim=1) if self.spec.normalize else pooled
+
+    def hidden_states(self, texts: Sequence[str]) -> Iterator[tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]]:
+        """Unpruned, per batch: the hidden states after each layer (index 0 = embeddings), each
+        [B, T, D] fp32, the mask [B, T], and the sentence embeddings [B, D]."""
+        ids_all, _ = self.tokenize(texts)
+        lengths = [len(x) for x in ids_all]
+        with torch.inference_mode(), self._autocast():
+            for batch in token_batches(lengths, self.options.token_budget, self.options.max_batch_rows):
+                ids, mask, _ = self._batch_tensors([ids_all[i] for i in batch])
+                h = self.bert.embeddings(ids)
+                states = [h.float()]
+                for layer in self.bert.layers:
+                    h, _ = layer(h, mask)
+                    states.append(h.float())
+                yield states, mask, self._embed(h, mask)
 
 
 def _pool(h: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
