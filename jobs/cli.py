@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok, 1 unexpected failure (a bug: traceback shown), 2 bad input or usage
 (including an unknown tenant or a head built with another model), 3 Redis unavailable
-(unreachable, wrong password, or the embedded server failed to start).
+(unreachable, wrong password, or the embedded server failed to start), 4 a job that did not
+complete (dead-lettered units, every actor lost, an output folder owned by another job).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import click
 
 from jobs import embedded_redis
 from jobs.examples_io import read_examples
+from jobs.run import JobError
 from jobs.tenants import add_tenant
 from prune import Encoder, EncoderOptions, ModelError, PruneConfig
 from prune.config import DTYPES
@@ -27,6 +29,7 @@ from workers.store import CentroidStore, UnknownTenant
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
+EXIT_JOB_INCOMPLETE = 4
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -34,8 +37,12 @@ def _prune_option(ctx: click.Context | None, param: click.Parameter | None, valu
     if value is None or value.lower() in ("", "none", "off"):
         return None
     try:
+        if value == "tuned":
+            from prune.tuned import tuned_default
+
+            return tuned_default()
         return PruneConfig.parse(value)
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         raise click.BadParameter(str(exc)) from exc
 
 
@@ -517,6 +524,135 @@ def redis_stop() -> None:
     click.echo("stopped" if embedded_redis.stop() else "not running")
 
 
+@main.group()
+def submit() -> None:
+    """Submit batch jobs."""
+
+
+@submit.command("classify")
+@click.option("--input", "input_uri", required=True, help="Parquet file or folder: a local path or a pyarrow URI.")
+@click.option("--output", "output_uri", required=True, help="Folder for part-*.parquet, _report.json, _SUCCESS.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--tenant-column", default="tenant", show_default=True)
+@click.option("--tenant", "fixed_tenant", default=None, help="One tenant for every row (instead of a column).")
+@click.option("--id-column", default=None, help="A row id column that must exist (kept in the output).")
+@click.option("--model", type=click.Path(file_okay=False), default=None)
+@click.option(
+    "--prune",
+    default="tuned",
+    show_default=True,
+    callback=_prune_option,
+    metavar="s=INT,q=FLOAT,l=INT[,score=NAME]|tuned|none",
+    help="Token pruning config.",
+)
+@click.option("--dtype", type=click.Choice(DTYPES), default="bfloat16", show_default=True)
+@click.option("--token-budget", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option("--actors", type=click.IntRange(min=1), default=None, help="Default: one per node that fits one.")
+@click.option(
+    "--cpus-per-actor",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Default: 4 on a cluster, min(4, cores) on the local default.",
+)
+@click.option(
+    "--unit-rows",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Rows per work unit (units follow row-group boundaries).",
+)
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--claim-idle",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds before a unit left by a dead actor is taken over.",
+)
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Default: a local Ray instance.")
+@click.option("--job-id", default=None, help="Default: a new id from the time and a random suffix.")
+@click.option("--resume", default=None, metavar="JOB_ID", help="Continue a job whose driver died.")
+@redis_options
+def submit_classify(
+    input_uri: str,
+    output_uri: str,
+    text_column: str,
+    tenant_column: str,
+    fixed_tenant: str | None,
+    id_column: str | None,
+    model: str | None,
+    prune: PruneConfig | None,
+    dtype: str,
+    token_budget: int,
+    actors: int | None,
+    cpus_per_actor: int | None,
+    unit_rows: int,
+    max_attempts: int,
+    claim_idle: float,
+    ray_address: str | None,
+    job_id: str | None,
+    resume: str | None,
+    redis_url: str | None,
+    redis_prefix: str,
+) -> None:
+    """Classify Parquet utterance logs into labelled Parquet plus a throughput report."""
+    from tqdm import tqdm
+
+    from jobs.plan import Columns
+    from jobs.run import JobSpec, run_job
+
+    spec = JobSpec(
+        input_uri,
+        output_uri,
+        Columns(text_column, None if fixed_tenant else tenant_column, id_column, fixed_tenant),
+        model,
+        prune.to_dict() if prune else None,
+        dtype,
+        actors,
+        cpus_per_actor,
+        unit_rows,
+        token_budget,
+        max_attempts,
+        int(claim_idle * 1000),
+    )
+    url = redis_url or embedded_redis.ensure_running()
+    connect(url)  # fail fast, before planning
+    bar = tqdm(total=None, unit="rows", desc="classify", disable=None, dynamic_ncols=True)
+
+    def progress(rows: int, units: int, dead: int) -> None:
+        bar.n = rows
+        bar.set_postfix(units=units, dead=dead, refresh=False)
+        bar.refresh()
+
+    try:
+        report = run_job(
+            None if resume else spec,
+            url,
+            redis_prefix,
+            ray_address,
+            job_id,
+            resume,
+            progress,
+            log=lambda m: click.echo(m, err=True),
+        )
+    finally:
+        bar.close()
+    click.echo(
+        f"job {report['job_id']}: {report['rows']['written']} rows written to {report['output']} in "
+        f"{report['wall_s']:.1f}s ({report['rows_per_s']:.0f} rows/s), tokens kept "
+        f"{report['tokens_kept_pct']:.1f}%, statuses {report['statuses']}"
+    )
+    if report["dead_units"]:
+        raise JobIncomplete(
+            f"{len(report['dead_units'])} unit(s) ({report['rows']['dead']} rows) failed and were dead-lettered; "
+            f"no _SUCCESS written. First cause: {report['dead_units'][0]['error'].splitlines()[0]}"
+        )
+
+
+class JobIncomplete(RuntimeError):
+    pass
+
+
 def entry() -> None:
     """Console-script entry point: runs the CLI and maps errors to exit codes."""
     try:
@@ -527,6 +663,9 @@ def entry() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except (JobIncomplete, JobError) as exc:
+        click.echo(f"error: {redact(str(exc))}", err=True)
+        sys.exit(EXIT_JOB_INCOMPLETE)
     except (RedisUnavailable, embedded_redis.EmbeddedRedisError) as exc:
         click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(EXIT_UNAVAILABLE)

@@ -96,6 +96,9 @@ class WorkQueue:
     def done_stats(self) -> dict[str, dict[str, Any]]:
         return {k.decode(): json.loads(v) for k, v in self.client.hgetall(self.done).items()}
 
+    def done_units(self) -> list[str]:
+        return [k.decode() for k in self.client.hkeys(self.done)]
+
     def dead_letters(self) -> list[dict[str, Any]]:
         return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in self.client.xrange(self.dead)]
 

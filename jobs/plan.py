@@ -1,0 +1,139 @@
+"""Planning a classify job: list the input Parquet files, validate them all, cut units.
+
+Everything that can be checked before the job runs is checked here, and every problem is
+reported at once: missing or mistyped columns, corrupt or non-Parquet files. Unit ids are a
+pure function of (file, row range), so a re-run or a resume plans the same units.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from workers.storage import Unit, resolve
+
+STRING_TYPES = (pa.string(), pa.large_string())
+
+
+class PlanError(ValueError):
+    """The input cannot be classified as given; the message lists every problem found."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    text: str = "text"
+    tenant: str | None = "tenant"  # a column, or None when one tenant applies to all rows
+    id: str | None = None
+    fixed_tenant: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tenant is None) == (self.fixed_tenant is None):
+            raise ValueError("give either a tenant column or one tenant for all rows (--tenant), not both")
+
+
+@dataclass(frozen=True)
+class Plan:
+    files: tuple[str, ...]
+    units: tuple[Unit, ...]
+    rows: int
+    schema: pa.Schema
+    empty_files: tuple[str, ...] = ()
+
+
+def _uri(input_uri: str, fs: pafs.FileSystem, path: str) -> str:
+    if isinstance(fs, pafs.LocalFileSystem):
+        return path
+    scheme = input_uri.split("://", 1)[0]
+    return f"{scheme}://{path}"
+
+
+def list_files(input_uri: str) -> list[str]:
+    """Parquet files under a file or directory URI, sorted; hidden and _-prefixed names are skipped."""
+    fs, path = resolve(input_uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise PlanError(f"input {input_uri} does not exist")
+    if info.type == pafs.FileType.File:
+        return [_uri(input_uri, fs, path)]
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    files, others = [], []
+    for i in infos:
+        if i.type != pafs.FileType.File:
+            continue
+        rel = i.path[len(path) :].lstrip("/")
+        if any(part.startswith((".", "_")) for part in rel.split("/")):
+            continue
+        (files if i.path.endswith(".parquet") else others).append(i.path)
+    if others:
+        shown = ", ".join(sorted(others)[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise PlanError(
+            f"input {input_uri} holds files that are not .parquet: {shown}; move them away "
+            f"(names starting with _ or . are ignored)"
+        )
+    if not files:
+        raise PlanError(f"input {input_uri} holds no .parquet files")
+    return [_uri(input_uri, fs, p) for p in sorted(files)]
+
+
+def unit_id(uri: str, start: int, rows: int) -> str:
+    return hashlib.sha1(f"{uri}|{start}|{start + rows}".encode()).hexdigest()[:20]
+
+
+def _check_schema(uri: str, schema: pa.Schema, columns: Columns) -> list[str]:
+    problems = []
+    wanted = [(columns.text, True), (columns.tenant, True), (columns.id, False)]
+    for name, must_be_string in wanted:
+        if name is None:
+            continue
+        if name not in schema.names:
+            problems.append(f"{uri}: no column {name!r} (columns: {', '.join(schema.names)})")
+        elif must_be_string and schema.field(name).type not in STRING_TYPES and schema.field(name).type != pa.null():
+            problems.append(f"{uri}: column {name!r} is {schema.field(name).type}, expected string")
+    reserved = {"intent", "score", "margin", "status", "tokens", "tokens_kept"} & set(schema.names)
+    if reserved:
+        problems.append(f"{uri}: columns {sorted(reserved)} clash with the output columns; rename them")
+    return problems
+
+
+def plan(input_uri: str, columns: Columns, unit_rows: int = 1000) -> Plan:
+    if unit_rows < 1:
+        raise PlanError(f"unit rows must be >= 1, got {unit_rows}")
+    files = list_files(input_uri)
+    problems: list[str] = []
+    units: list[Unit] = []
+    empty: list[str] = []
+    schema: pa.Schema | None = None
+    for uri in files:
+        fs, path = resolve(uri)
+        try:
+            with fs.open_input_file(path) as f:
+                meta = pq.ParquetFile(f).metadata
+                file_schema = pq.ParquetFile(f).schema_arrow
+        except (pa.ArrowInvalid, OSError) as exc:
+            problems.append(f"{uri}: not a readable Parquet file ({exc})")
+            continue
+        problems += _check_schema(uri, file_schema, columns)
+        if schema is None:
+            schema = file_schema
+        if meta.num_rows == 0:
+            empty.append(uri)
+            continue
+        start, group, rows = 0, [], 0
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            if group and rows + n > unit_rows:
+                units.append(Unit(unit_id(uri, start, rows), uri, tuple(group), start, rows))
+                start, group, rows = start + rows, [], 0
+            group.append(g)
+            rows += n
+        if group:
+            units.append(Unit(unit_id(uri, start, rows), uri, tuple(group), start, rows))
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise PlanError(f"{len(problems)} problem(s) with the input, nothing was started:\n  {shown}")
+    assert schema is not None
+    return Plan(tuple(files), tuple(units), sum(u.rows for u in units), schema, tuple(empty))

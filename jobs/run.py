@@ -1,0 +1,248 @@
+"""The classify job's driver: plan, enqueue, start one actor per node, watch, report.
+
+The driver holds no rows: only the plan (file metadata) and the queue's counters, so its
+memory does not grow with the input. If it dies, `--resume JOB_ID` re-plans (same unit ids),
+finds the job's units already enqueued, starts new actors, and the units that the old actors
+left pending are taken over once idle; finished units are never recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from jobs.plan import Columns, Plan, plan
+from jobs.report import build_report
+from workers.actor import ActorSettings
+from workers.connection import connect
+from workers.queue import WorkQueue
+from workers.storage import read_text, resolve, write_text
+
+
+class JobError(RuntimeError):
+    """The job cannot start or cannot finish; the message says why."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    input: str
+    output: str
+    columns: Columns
+    model: str | None = None
+    prune: dict[str, Any] | None = None
+    dtype: str = "bfloat16"
+    actors: int | None = None  # default: one per node that fits an actor
+    cpus_per_actor: int | None = None  # default: 4 on a cluster, min(4, cores) locally
+    unit_rows: int = 1000
+    token_budget: int = 4096
+    max_attempts: int = 3
+    claim_idle_ms: int = 60_000
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
+        return cls(**{**d, "columns": Columns(**d["columns"])})
+
+
+def new_job_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def units_digest(p: Plan) -> str:
+    return hashlib.sha1("\n".join(u.id for u in p.units).encode()).hexdigest()
+
+
+def _check_output(output: str, job_id: str) -> None:
+    fs, path = resolve(output)
+    fs.create_dir(path, recursive=True)
+    if read_text(output, "_SUCCESS") is not None:
+        raise JobError(f"output {output} already holds a finished job (_SUCCESS); choose another --output")
+    owner = read_text(output, "_JOB")
+    if owner is not None and owner.strip() != job_id:
+        raise JobError(
+            f"output {output} belongs to job {owner.strip()}; resume that job with --resume "
+            f"{owner.strip()} or choose another --output"
+        )
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+
+
+def _placement(spec: JobSpec, local: bool) -> tuple[int, int]:
+    """(actors, cpus per actor) resolved against the cluster: fail early if an actor cannot fit."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    node_cpus = sorted((int(n["Resources"].get("CPU", 0)) for n in nodes), reverse=True)
+    cpus = spec.cpus_per_actor or (min(4, node_cpus[0]) if local else 4)
+    if not node_cpus or node_cpus[0] < cpus:
+        raise JobError(
+            f"no node has {cpus} CPUs for an actor (node CPUs: {node_cpus}); lower --cpus-per-actor or add bigger nodes"
+        )
+    fitting = sum(c // cpus for c in node_cpus)
+    actors = spec.actors or max(1, sum(1 for c in node_cpus if c >= cpus))
+    if actors > fitting:
+        raise JobError(
+            f"{actors} actors of {cpus} CPUs do not fit the cluster (node CPUs: {node_cpus}); at most {fitting}"
+        )
+    return actors, cpus
+
+
+def run_job(
+    spec: JobSpec | None,
+    redis_url: str,
+    prefix: str,
+    ray_address: str | None = None,
+    job_id: str | None = None,
+    resume: str | None = None,
+    on_progress: Callable[[int, int, int], None] | None = None,
+    log: Callable[[str], object] = print,
+) -> dict[str, Any]:
+    """Run (or resume) a job to the end; returns the report written as ``_report.json``."""
+    import ray
+
+    client = connect(redis_url)
+    job_id = resume or job_id or new_job_id()
+    queue = WorkQueue(client, prefix, job_id)
+    if resume:
+        if not queue.exists():
+            raise JobError(f"job {resume!r} is not known to this Redis (prefix {prefix!r}); nothing to resume")
+        stored = queue.config()
+        spec = JobSpec.from_dict(stored["spec"])
+    elif spec is None:
+        raise JobError("a job needs a spec, or --resume JOB_ID")
+    elif queue.exists():
+        raise JobError(f"job {job_id!r} already exists; continue it with --resume {job_id}")
+    assert spec is not None
+    queue = WorkQueue(client, prefix, job_id, spec.max_attempts, spec.claim_idle_ms)
+    started = time.time()
+    p = plan(spec.input, spec.columns, spec.unit_rows)
+    if resume and units_digest(p) != stored["units_digest"]:
+        raise JobError(
+            f"the input of job {job_id} changed since it was planned (different units); "
+            f"start a new job instead of resuming"
+        )
+    _check_output(spec.output, job_id)
+    write_text(spec.output, "_JOB", job_id)
+    rows_of = {u.id: u.rows for u in p.units}
+    if queue.create(
+        [u.to_dict() for u in p.units],
+        {"spec": spec.to_dict(), "units_digest": units_digest(p), "rows": p.rows, "created": started},
+    ):
+        log(f"job {job_id}: {len(p.units)} units, {p.rows} rows from {len(p.files)} files")
+    else:
+        log(f"job {job_id}: resuming, {queue.progress().done} of {len(p.units)} units already done")
+    init_ray(ray_address)
+    actors, cpus = _placement(spec, local=ray_address is None)
+    settings = ActorSettings(
+        job_id,
+        redis_url,
+        prefix,
+        spec.output,
+        spec.columns.text,
+        spec.columns.tenant,
+        spec.columns.fixed_tenant,
+        spec.model,
+        spec.prune,
+        spec.dtype,
+        spec.token_budget,
+        cpus,
+        spec.max_attempts,
+        spec.claim_idle_ms,
+    )
+    infos = _drive(queue, settings, actors, cpus, rows_of, on_progress, log) if p.units else []
+    wall = time.time() - started
+    report = build_report(
+        job_id,
+        replace(spec, actors=actors, cpus_per_actor=cpus),
+        p,
+        queue.done_stats(),
+        queue.dead_letters(),
+        infos,
+        wall,
+        redis_url,
+    )
+    write_text(spec.output, "_report.json", json.dumps(report, indent=2))
+    if not report["dead_units"]:
+        write_text(spec.output, "_SUCCESS", "")
+    del ray
+    return report
+
+
+def _drive(
+    queue: WorkQueue,
+    settings: ActorSettings,
+    actors: int,
+    cpus: int,
+    rows_of: dict[str, int],
+    on_progress: Callable[[int, int, int], None] | None,
+    log: Callable[[str], object],
+) -> list[dict[str, Any]]:
+    import ray
+    from ray.exceptions import RayActorError
+
+    from workers.actor import ClassifierActor, settings_dict
+
+    def start(i: int) -> tuple[Any, Any]:
+        actor = ClassifierActor.options(num_cpus=cpus, scheduling_strategy="SPREAD").remote(
+            settings_dict(settings), f"{settings.job_id}-actor-{i}"
+        )
+        return actor, actor.run.remote()
+
+    running = dict(start(i) for i in range(actors))  # actor handle -> run() ref
+    handles = list(running)
+    infos: dict[int, dict[str, Any]] = {}
+    for idx, a in enumerate(handles):
+        try:
+            infos[idx] = ray.get(a.info.remote(), timeout=600)
+        except (RayActorError, ray.exceptions.GetTimeoutError) as exc:
+            log(f"actor {idx} did not start: {exc}")
+    restarts, next_index, total = 0, actors, len(rows_of)
+    while True:
+        progress = queue.progress()
+        if on_progress:
+            done_rows = sum(rows_of.get(u, 0) for u in queue.done_units())
+            on_progress(done_rows, progress.done, progress.dead)
+        refs = {ref: a for a, ref in running.items()}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0.5) if refs else ([], [])
+        for ref in ready:
+            actor = refs[ref]
+            del running[actor]
+            try:
+                ray.get(ref)
+            except RayActorError as exc:
+                log(f"an actor died ({type(exc).__name__}); its units will be taken over")
+                if not queue.progress().finished and restarts < 3 * actors:
+                    restarts += 1
+                    new, new_ref = start(next_index)
+                    next_index += 1
+                    running[new] = new_ref
+        if progress.finished:
+            break
+        if not running:
+            raise JobError(
+                f"every actor died and the restart budget is spent; {progress.done + progress.dead} "
+                f"of {total} units finished; resume with --resume {settings.job_id}"
+            )
+    for a, ref in list(running.items()):  # they return by themselves once the queue is drained
+        try:
+            ray.get(ref, timeout=10)
+        except Exception:  # never started (e.g. no node left for it), or stuck: not needed any more
+            ray.kill(a)
+    return list(infos.values())

@@ -1,0 +1,179 @@
+"""ClassifierActor: one per node; loads the encoder once and drains the job's work queue."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import ray
+
+
+@dataclass(frozen=True)
+class ActorSettings:
+    """Everything an actor needs, plain data so it crosses process boundaries."""
+
+    job_id: str
+    redis_url: str
+    prefix: str
+    output: str
+    text_column: str
+    tenant_column: str | None
+    fixed_tenant: str | None
+    model: str | None
+    prune: dict[str, Any] | None
+    dtype: str
+    token_budget: int
+    cpus: int
+    max_attempts: int = 3
+    claim_idle_ms: int = 60_000
+
+
+class ClassifierWorker:
+    """The actor's logic, usable without Ray (tests, single-process runs)."""
+
+    def __init__(self, settings: ActorSettings, name: str) -> None:
+        import torch
+
+        from prune import Encoder, EncoderOptions, PruneConfig
+        from workers.classify import HeadCache
+        from workers.connection import connect
+        from workers.queue import WorkQueue
+        from workers.store import CentroidStore
+
+        torch.set_num_threads(settings.cpus)
+        self.settings = settings
+        self.name = name
+        prune = PruneConfig(**settings.prune) if settings.prune else None
+        self.encoder = Encoder(
+            settings.model,
+            prune,
+            EncoderOptions(
+                dtype=settings.dtype,  # type: ignore[arg-type]
+                token_budget=settings.token_budget,
+            ),
+        )
+        client = connect(settings.redis_url)
+        self.queue = WorkQueue(client, settings.prefix, settings.job_id, settings.max_attempts, settings.claim_idle_ms)
+        self.heads = HeadCache(CentroidStore(client, settings.prefix), self.encoder.fingerprint)
+        self.node = _node_id()
+        self.host = socket.gethostname()
+        self._metrics = _metrics()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "actor": self.name,
+            "node": self.node,
+            "host": self.host,
+            "pid": os.getpid(),
+            "fingerprint": self.encoder.fingerprint,
+        }
+
+    def process(self, unit_dict: dict[str, Any]) -> dict[str, Any]:
+        from workers.classify import classify_table
+        from workers.storage import Unit, read_unit, write_part
+
+        s = self.settings
+        unit = Unit.from_dict(unit_dict)
+        t0 = time.perf_counter()
+        table = read_unit(unit)
+        t1 = time.perf_counter()
+        result = classify_table(table, self.encoder, self.heads, s.text_column, s.tenant_column, s.fixed_tenant)
+        t2 = time.perf_counter()
+        write_part(
+            result.table,
+            s.output,
+            unit.id,
+            {
+                "job_id": s.job_id,
+                "unit": unit.id,
+                "source": unit.uri,
+                "start_row": unit.start,
+                "model_fingerprint": self.encoder.fingerprint,
+                "prune": s.prune,
+                "dtype": s.dtype,
+                "tenant_versions": result.versions,
+            },
+        )
+        t3 = time.perf_counter()
+        return {
+            "rows": unit.rows,
+            "tokens": result.tokens,
+            "tokens_kept": result.tokens_kept,
+            "read_s": t1 - t0,
+            "classify_s": t2 - t1,
+            "encode_s": result.encode_seconds,
+            "write_s": t3 - t2,
+            "total_s": t3 - t0,
+            "statuses": result.statuses,
+            "versions": result.versions,
+            "actor": self.name,
+            "node": self.node,
+            "host": self.host,
+            "pid": os.getpid(),
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "finished": time.time(),
+        }
+
+    def run(self, idle_poll_ms: int = 500) -> dict[str, Any]:
+        """Take, process and ack units until every unit of the job is done or dead-lettered."""
+        units = rows = 0
+        while True:
+            taken = self.queue.take(self.name, block_ms=idle_poll_ms)
+            if taken is None:
+                if self.queue.progress().finished:
+                    return {**self.info(), "units": units, "rows": rows}
+                continue
+            try:
+                stats = self.process(taken.unit)
+            except Exception as exc:  # the unit failed: retried, then dead-lettered with its cause
+                self.queue.fail(taken, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+                continue
+            self.queue.ack(taken, stats)
+            units += 1
+            rows += stats["rows"]
+            if self._metrics:
+                self._metrics["rows"].inc(stats["rows"])
+                self._metrics["units"].inc(1)
+                self._metrics["encode_seconds"].inc(stats["encode_s"])
+
+
+def _node_id() -> str:
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # not inside Ray
+        return socket.gethostname()
+
+
+def _metrics() -> dict[str, Any] | None:
+    """Ray metrics (visible in the dashboard / Prometheus), when running inside Ray."""
+    if not ray.is_initialized():
+        return None
+    from ray.util.metrics import Counter
+
+    return {
+        "rows": Counter("fewshot_rows_classified", "Rows classified"),
+        "units": Counter("fewshot_units_done", "Work units done"),
+        "encode_seconds": Counter("fewshot_encode_seconds", "Seconds spent encoding"),
+    }
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class ClassifierActor:
+    def __init__(self, settings: dict[str, Any], name: str) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.worker = ClassifierWorker(ActorSettings(**settings), name)
+
+    def info(self) -> dict[str, Any]:
+        return self.worker.info()
+
+    def run(self) -> dict[str, Any]:
+        return self.worker.run()
+
+
+def settings_dict(settings: ActorSettings) -> dict[str, Any]:
+    return asdict(settings)

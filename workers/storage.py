@@ -1,0 +1,99 @@
+"""Parquet I/O on local paths or any pyarrow filesystem URI: read a unit, write a part atomically."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for a local path or a URI such as s3://bucket/prefix or file:///data."""
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, ValueError):
+        import os
+
+        return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def join(base_uri: str, name: str) -> str:
+    return base_uri.rstrip("/") + "/" + name
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Consecutive row groups of one file: the rows [start, start + rows) of that file."""
+
+    id: str
+    uri: str
+    row_groups: tuple[int, ...]
+    start: int
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "uri": self.uri,
+            "row_groups": list(self.row_groups),
+            "start": self.start,
+            "rows": self.rows,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Unit:
+        return cls(d["id"], d["uri"], tuple(d["row_groups"]), int(d["start"]), int(d["rows"]))
+
+
+def read_unit(unit: Unit) -> pa.Table:
+    fs, path = resolve(unit.uri)
+    with fs.open_input_file(path) as f:
+        table = pq.ParquetFile(f).read_row_groups(list(unit.row_groups))
+    if table.num_rows != unit.rows:
+        raise ValueError(
+            f"{unit.uri}: row groups {list(unit.row_groups)} hold {table.num_rows} rows, "
+            f"the plan expected {unit.rows}; the file changed since the job was planned"
+        )
+    return table
+
+
+def part_name(unit_id: str) -> str:
+    return f"part-{unit_id}.parquet"
+
+
+def write_part(table: pa.Table, output_uri: str, unit_id: str, metadata: dict[str, Any]) -> str:
+    """Write the unit's output under a temporary name, then rename it: readers never see half a file,
+    and a unit written twice (at-least-once delivery) ends as one identical file."""
+    fs, root = resolve(output_uri)
+    final = join(root, part_name(unit_id))
+    tmp = join(root, f"_tmp-{unit_id}-{uuid.uuid4().hex[:8]}.parquet")
+    meta = dict(table.schema.metadata or {})
+    meta[b"fewshot_jobs"] = json.dumps(metadata, sort_keys=True).encode()
+    with fs.open_output_stream(tmp) as out:
+        pq.write_table(table.replace_schema_metadata(meta), out)
+    fs.move(tmp, final)
+    return final
+
+
+def write_text(output_uri: str, name: str, text: str) -> str:
+    fs, root = resolve(output_uri)
+    path = join(root, name)
+    tmp = join(root, f"_tmp-{uuid.uuid4().hex[:8]}-{name}")
+    with fs.open_output_stream(tmp) as out:
+        out.write(text.encode())
+    fs.move(tmp, path)
+    return path
+
+
+def read_text(output_uri: str, name: str) -> str | None:
+    fs, root = resolve(output_uri)
+    path = join(root, name)
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
