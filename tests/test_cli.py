@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,16 +22,34 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     )
 
 
-def test_demo_classifies_sample_utterances() -> None:
-    r = run("demo", "--prune", "s=15,q=0.8,l=1", "--dtype", "bfloat16")
+def test_demo_runs_the_job_on_the_bundled_logs(tmp_path: Path, banking_test: list[dict[str, str]]) -> None:
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    home = tempfile.mkdtemp(prefix="jh", dir="/tmp")
+    out = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if k not in ("JOBS_REDIS_URL", "RAY_ADDRESS")}
+    r = subprocess.run(
+        [sys.executable, "-m", "jobs", "demo", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env={**env, "JOBS_HOME": home},
+    )
+    subprocess.run([sys.executable, "-m", "jobs", "redis", "stop"], cwd=REPO, env={**env, "JOBS_HOME": home})
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
-    assert len(lines) == 2 + 24
-    predicted = [line.split()[0] for line in lines[1:-1]]
-    expected = [line.split(",")[-1] for line in (REPO / "examples" / "acme_examples.csv").read_text().splitlines()[1:]]
-    # the 24 utterances are 3 per intent, in the examples' intent order
-    truth = [label for label in dict.fromkeys(expected) for _ in range(3)]
-    accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
+    assert "355 rows" in r.stdout and "'empty_text': 5" in r.stdout and "'unknown_tenant': 10" in r.stdout
+    assert (out / "_SUCCESS").exists()
+    truth = {x["text"]: x["label"] for x in banking_test}
+    intents = {
+        line.rsplit(",", 1)[1] for line in (REPO / "examples" / "acme_examples.csv").read_text().splitlines()[1:]
+    }
+    rows = [row for p in out.glob("part-*.parquet") for row in pq.read_table(p).to_pylist()]
+    scored = [row for row in rows if row["tenant"] == "acme" and truth.get(row["text"]) in intents]
+    assert len(scored) == 320
+    accuracy = sum(row["intent"] == truth[row["text"]] for row in scored) / len(scored)
     assert accuracy >= 0.8
 
 
@@ -43,7 +62,7 @@ def test_encode_jsonl() -> None:
 
 
 def test_bad_prune_config_exit_2() -> None:
-    r = run("demo", "--prune", "s=1,q=0.5,l=1")
+    r = run("encode", "--prune", "s=1,q=0.5,l=1", stdin="x\n")
     assert r.returncode == 2
     assert "min_tokens" in r.stderr and "--prune" in r.stderr
 

@@ -1,0 +1,247 @@
+"""Model-side commands: encode, eval, tune, train-scorer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from jobs.options import build_encoder, csv_ints, csv_of, encoder_options
+from prune import Encoder, PruneConfig
+from prune.config import DTYPES
+from prune.data import DEFAULT_DATA_DIR
+from prune.head import HEAD_KINDS
+
+
+@click.command()
+@encoder_options
+@click.option(
+    "--input",
+    "input_file",
+    type=click.File("r"),
+    default="-",
+    help="One text per line (default: standard input).",
+)
+def encode(model: str | None, prune: PruneConfig | None, dtype: str, token_budget: int, input_file) -> None:  # type: ignore[no-untyped-def]
+    """Embed texts, one JSON object per line: tokens, tokens_kept, truncated, embedding."""
+    texts = [line.rstrip("\n") for line in input_file]
+    enc = build_encoder(model, prune, dtype, token_budget)
+    result = enc.encode(texts)
+    for i in range(len(result)):
+        click.echo(
+            json.dumps(
+                {
+                    "tokens": int(result.tokens[i]),
+                    "tokens_kept": int(result.tokens_kept[i]),
+                    "truncated": bool(result.truncated[i]),
+                    "embedding": [round(float(x), 6) for x in result.embeddings[i]],
+                }
+            )
+        )
+
+
+@click.command("eval")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=str(DEFAULT_DATA_DIR), show_default=True)
+@click.option("--dataset", "datasets", multiple=True, default=("banking77", "clinc150"), show_default=True)
+@click.option("--split", default="test", show_default=True, help="The split that is scored (support: train).")
+@click.option("--shots", default="1,2,3,5,10", show_default=True, callback=csv_ints)
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--head", "heads", multiple=True, type=click.Choice(HEAD_KINDS), default=("centroid",), show_default=True)
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    default=("fp32",),
+    show_default=True,
+    help="Encoder variant DTYPE[:PRUNE], e.g. bf16, bf16:tuned, fp32:s=15,q=0.8,l=1 (repeatable).",
+)
+@click.option("--model", type=click.Path(file_okay=False), default=None)
+@click.option("--timing-repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write the Markdown table here.")
+def eval_command(
+    data_dir: str,
+    datasets: tuple[str, ...],
+    split: str,
+    shots: tuple[int, ...],
+    seeds: int,
+    heads: tuple[str, ...],
+    configs: tuple[str, ...],
+    model: str | None,
+    timing_repeats: int,
+    out: str | None,
+    markdown: str | None,
+) -> None:
+    """Few-shot accuracy, F1, OOS and speed of encoder variants side by side."""
+    from prune.eval_run import render_markdown, run_eval
+    from prune.evaluate import EvalSettings, Variant
+    from prune.tuned import tuned_default
+
+    variants = [Variant.parse(c, tuned_default) for c in configs]
+    report = run_eval(
+        data_dir, datasets, variants, EvalSettings(shots, seeds, heads), split, timing_repeats, model=model
+    )
+    table = render_markdown(report)
+    click.echo(table)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2))
+    if markdown:
+        Path(markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown).write_text(table)
+
+
+@click.command("tune")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=str(DEFAULT_DATA_DIR), show_default=True)
+@click.option("--dataset", "datasets", multiple=True, default=("banking77", "clinc150"), show_default=True)
+@click.option("--shots", default="5,10", show_default=True, callback=csv_ints)
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--query-per-intent", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default="bfloat16", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["speed", "budget"]),
+    default="speed",
+    show_default=True,
+    help="speed: fastest within --max-drop on every task; budget: most accurate within --token-budget.",
+)
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="Max accuracy drop (points) on every task.",
+)
+@click.option("--token-budget", type=click.FloatRange(0, 1), default=None, help="Max fraction of tokens kept.")
+@click.option("--grid-s", default="8,12,16", show_default=True, callback=csv_of(int))
+@click.option("--grid-q", default="0.2,0.4,0.6", show_default=True, callback=csv_of(float))
+@click.option("--grid-l", default="1,2,3", show_default=True, callback=csv_of(int))
+@click.option("--grid-score", default="attention,norm,learned", show_default=True, callback=csv_of(str))
+@click.option("--max-timed", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--timing-repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--confirm/--no-confirm",
+    default=True,
+    show_default=True,
+    help="Report the chosen config on the test splits (1,2,3,5,10-shot, 5 seeds).",
+)
+@click.option("--model", type=click.Path(file_okay=False), default=None)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
+@click.option("--write-default", is_flag=True, help="Ship the chosen config as the package default.")
+def tune_command(
+    data_dir: str,
+    datasets: tuple[str, ...],
+    shots: tuple[int, ...],
+    seeds: int,
+    query_per_intent: int,
+    dtype: str,
+    mode: str,
+    max_drop: float,
+    token_budget: float | None,
+    grid_s: tuple[int, ...],
+    grid_q: tuple[float, ...],
+    grid_l: tuple[int, ...],
+    grid_score: tuple[str, ...],
+    max_timed: int,
+    timing_repeats: int,
+    confirm: bool,
+    model: str | None,
+    out: str | None,
+    write_default: bool,
+) -> None:
+    """Multi-task offline search for ONE pruning config (train/valid data only)."""
+    import time
+
+    from tqdm import tqdm
+
+    from prune.eval_run import render_markdown, run_eval
+    from prune.evaluate import EvalSettings, Variant
+    from prune.tune import Grid, run_tune, write_default_file
+
+    if mode == "budget" and token_budget is None:
+        raise click.BadParameter("--mode budget needs --token-budget", param_hint="--token-budget")
+    started = time.perf_counter()
+    report = run_tune(
+        data_dir,
+        datasets,
+        Grid(grid_s, grid_q, grid_l, grid_score),
+        shots,
+        seeds,
+        query_per_intent,
+        dtype,
+        mode,
+        max_drop,
+        token_budget,
+        max_timed,
+        timing_repeats,
+        model,
+        progress=tqdm,
+        log=lambda m: click.echo(m, err=True),
+    )
+    chosen = report["chosen"]
+    click.echo(
+        f"chosen: {chosen['config'] or 'unpruned'}  speed-up {chosen['speedup']:.2f}x over unpruned {dtype}, "
+        f"tokens kept {100 * chosen['tokens_kept']:.1f}%, worst task drop {chosen['worst_drop_pt']:.2f} pt"
+    )
+    for task, drop in chosen["drops_pt"].items():
+        click.echo(f"  {task}: accuracy {100 * chosen['accuracy'][task]:.1f} (drop {drop:+.2f} pt)")
+    if confirm and chosen["config"]:
+        short = "bf16" if dtype == "bfloat16" else "fp32"
+        cfg = chosen["config"]
+        spec = f"{short}:s={cfg['min_tokens']},q={cfg['quantile']},l={cfg['layer']},score={cfg['score']}"
+        test = run_eval(
+            data_dir,
+            datasets,
+            [Variant.parse(short), Variant.parse(spec)],
+            EvalSettings(),
+            "test",
+            timing_repeats,
+            model=model,
+        )
+        report["test"] = test
+        click.echo("\non the test splits (not used by the search):\n" + render_markdown(test))
+    report["seconds"] = time.perf_counter() - started
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2))
+    if write_default:
+        path = write_default_file(report, " ".join(["jobs", *sys.argv[1:]]), data_dir)
+        click.echo(f"wrote {path}")
+
+
+@click.command("train-scorer")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=str(DEFAULT_DATA_DIR), show_default=True)
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    default=("banking77", "clinc150"),
+    show_default=True,
+    help="Datasets whose train texts (labels ignored) are the unlabelled training texts.",
+)
+@click.option("--texts", "max_texts", type=click.IntRange(min=100), default=8000, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--model", type=click.Path(file_okay=False), default=None)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Output file (default: shipped with the package, keyed by the model fingerprint).",
+)
+def train_scorer(
+    data_dir: str, datasets: tuple[str, ...], max_texts: int, steps: int, model: str | None, out: str | None
+) -> None:
+    """Train the learned token scorer (score=learned) on unlabelled texts."""
+    import random
+
+    from prune.data import load_split
+    from prune.scorer import PACKAGED_DIR, train_scorers
+
+    texts = sorted({t for ds in datasets for t in load_split(data_dir, ds, "train").texts})
+    texts = random.Random(0).sample(texts, min(max_texts, len(texts)))
+    encoder = Encoder(model)
+    path = Path(out) if out else PACKAGED_DIR / f"{encoder.fingerprint}.safetensors"
+    train_scorers(encoder, texts, path, steps=steps, log=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote {path} ({len(texts)} unlabelled texts from {', '.join(datasets)} train)")

@@ -1,0 +1,210 @@
+"""Job commands: jobs submit classify, and jobs demo (a tenant plus a job on the bundled logs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from jobs import embedded_redis
+from jobs.examples_io import read_examples
+from jobs.options import EXAMPLES_DIR, prune_option, redis_options
+from jobs.tenants import add_tenant
+from prune import Encoder, PruneConfig
+from prune.config import DTYPES
+from workers.connection import connect
+from workers.store import CentroidStore
+
+
+class JobIncomplete(RuntimeError):
+    """The job ended with units that failed (dead-lettered): no _SUCCESS."""
+
+
+@click.group()
+def submit() -> None:
+    """Submit batch jobs."""
+
+
+@submit.command("classify")
+@click.option("--input", "input_uri", required=True, help="Parquet file or folder: a local path or a pyarrow URI.")
+@click.option("--output", "output_uri", required=True, help="Folder for part-*.parquet, _report.json, _SUCCESS.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--tenant-column", default="tenant", show_default=True)
+@click.option("--tenant", "fixed_tenant", default=None, help="One tenant for every row (instead of a column).")
+@click.option("--id-column", default=None, help="A row id column that must exist (kept in the output).")
+@click.option("--model", type=click.Path(file_okay=False), default=None)
+@click.option(
+    "--prune",
+    default="tuned",
+    show_default=True,
+    callback=prune_option,
+    metavar="s=INT,q=FLOAT,l=INT[,score=NAME]|tuned|none",
+    help="Token pruning config.",
+)
+@click.option("--dtype", type=click.Choice(DTYPES), default="bfloat16", show_default=True)
+@click.option("--token-budget", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option("--actors", type=click.IntRange(min=1), default=None, help="Default: one per node that fits one.")
+@click.option(
+    "--cpus-per-actor",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Default: 4 on a cluster, min(4, cores) on the local default.",
+)
+@click.option(
+    "--unit-rows",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Rows per work unit (units follow row-group boundaries).",
+)
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--claim-idle",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds before a unit left by a dead actor is taken over.",
+)
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Default: a local Ray instance.")
+@click.option("--job-id", default=None, help="Default: a new id from the time and a random suffix.")
+@click.option("--resume", default=None, metavar="JOB_ID", help="Continue a job whose driver died.")
+@redis_options
+def submit_classify(
+    input_uri: str,
+    output_uri: str,
+    text_column: str,
+    tenant_column: str,
+    fixed_tenant: str | None,
+    id_column: str | None,
+    model: str | None,
+    prune: PruneConfig | None,
+    dtype: str,
+    token_budget: int,
+    actors: int | None,
+    cpus_per_actor: int | None,
+    unit_rows: int,
+    max_attempts: int,
+    claim_idle: float,
+    ray_address: str | None,
+    job_id: str | None,
+    resume: str | None,
+    redis_url: str | None,
+    redis_prefix: str,
+) -> None:
+    """Classify Parquet utterance logs into labelled Parquet plus a throughput report."""
+    from tqdm import tqdm
+
+    from jobs.plan import Columns
+    from jobs.run import JobSpec, run_job
+
+    spec = JobSpec(
+        input_uri,
+        output_uri,
+        Columns(text_column, None if fixed_tenant else tenant_column, id_column, fixed_tenant),
+        model,
+        prune.to_dict() if prune else None,
+        dtype,
+        actors,
+        cpus_per_actor,
+        unit_rows,
+        token_budget,
+        max_attempts,
+        int(claim_idle * 1000),
+    )
+    url = redis_url or embedded_redis.ensure_running()
+    connect(url)  # fail fast, before planning
+    bar = tqdm(total=None, unit="rows", desc="classify", disable=None, dynamic_ncols=True)
+
+    def progress(rows: int, units: int, dead: int) -> None:
+        bar.n = rows
+        bar.set_postfix(units=units, dead=dead, refresh=False)
+        bar.refresh()
+
+    try:
+        report = run_job(
+            None if resume else spec,
+            url,
+            redis_prefix,
+            ray_address,
+            job_id,
+            resume,
+            progress,
+            log=lambda m: click.echo(m, err=True),
+        )
+    finally:
+        bar.close()
+    click.echo(
+        f"job {report['job_id']}: {report['rows']['written']} rows written to {report['output']} in "
+        f"{report['wall_s']:.1f}s ({report['rows_per_s']:.0f} rows/s), tokens kept "
+        f"{report['tokens_kept_pct']:.1f}%, statuses {report['statuses']}"
+    )
+    if report["dead_units"]:
+        raise JobIncomplete(
+            f"{len(report['dead_units'])} unit(s) ({report['rows']['dead']} rows) failed and were dead-lettered; "
+            f"no _SUCCESS written. First cause: {report['dead_units'][0]['error'].splitlines()[0]}"
+        )
+
+
+@click.command()
+@click.option(
+    "--examples",
+    type=click.Path(dir_okay=False, exists=True),
+    default=str(EXAMPLES_DIR / "acme_examples.csv"),
+    show_default=True,
+    help="Few-shot examples (text,label) of the demo tenant acme.",
+)
+@click.option(
+    "--logs",
+    type=click.Path(exists=True),
+    default=str(EXAMPLES_DIR / "logs"),
+    show_default=True,
+    help="Parquet utterance logs (id, tenant, text).",
+)
+@click.option("--output", default=None, help="Output folder (default: ./runs/demo-<job id>).")
+@click.option(
+    "--prune",
+    default="tuned",
+    show_default=True,
+    callback=prune_option,
+    metavar="s=INT,q=FLOAT,l=INT[,score=NAME]|tuned|none",
+)
+@click.option("--dtype", type=click.Choice(DTYPES), default="bfloat16", show_default=True)
+@redis_options
+def demo(
+    examples: str,
+    logs: str,
+    output: str | None,
+    prune: PruneConfig | None,
+    dtype: str,
+    redis_url: str | None,
+    redis_prefix: str,
+) -> None:
+    """Add the demo tenant and run the classify job on the bundled sample logs."""
+    import pyarrow.parquet as pq
+
+    from jobs.plan import Columns
+    from jobs.run import JobSpec, new_job_id, run_job
+
+    url = redis_url or embedded_redis.ensure_running()
+    store = CentroidStore(connect(url), redis_prefix)
+    record = add_tenant(store, Encoder(), "acme", read_examples(examples))
+    click.echo(
+        f"tenant acme: version {record.version}, {len(record.head.labels)} intents from "
+        f"{sum(record.example_counts.values())} examples"
+    )
+    job_id = new_job_id()
+    out = output or str(Path("runs") / f"demo-{job_id}")
+    spec = JobSpec(logs, out, Columns("text", "tenant", "id"), prune=prune.to_dict() if prune else None, dtype=dtype)
+    report = run_job(spec, url, redis_prefix, None, job_id, log=lambda m: click.echo(m, err=True))
+    click.echo(
+        f"job {job_id}: {report['rows']['written']} rows -> {out}  ({report['rows_per_s']:.0f} rows/s "
+        f"end to end, tokens kept {report['tokens_kept_pct']:.1f}%, prune {prune or 'off'}, {dtype})"
+    )
+    click.echo(f"statuses: {report['statuses']}")
+    rows = [r for p in sorted(Path(out).glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    for r in sorted(rows, key=lambda r: r["id"])[:15]:
+        score = "" if r["score"] is None else f"{r['score']:.3f}"
+        click.echo(
+            f"{r['id']}  {r['tenant']!s:<7} {r['status']:<15} {r['intent']!s:<36} {score:>5}  "
+            f"{r['tokens_kept']:>3}/{r['tokens']:<3} {(r['text'] or '')[:60]!r}"
+        )

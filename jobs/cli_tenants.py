@@ -1,0 +1,125 @@
+"""Tenant commands (jobs tenants ...) and the embedded Redis server (jobs redis ...)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from jobs import embedded_redis
+from jobs.examples_io import read_examples
+from jobs.options import build_encoder, encoder_options, open_store, redis_options
+from jobs.tenants import add_tenant
+from prune import PruneConfig
+from prune.head import HEAD_KINDS
+from workers.store import UnknownTenant
+
+
+@click.group()
+def tenants() -> None:
+    """Tenants' few-shot heads, stored in Redis."""
+
+
+@tenants.command("add")
+@click.argument("tenant")
+@click.option(
+    "--examples",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="CSV, JSONL or Parquet file with a text and a label column.",
+)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--intents", default=None, help="Comma-separated intents that must all have examples.")
+@click.option("--head", "head_kind", type=click.Choice(HEAD_KINDS), default="centroid", show_default=True)
+@click.option(
+    "--oos-threshold",
+    type=float,
+    default=None,
+    help="Utterances scoring below it are labelled out of scope (default: none).",
+)
+@encoder_options
+@redis_options
+def tenants_add(
+    tenant: str,
+    examples: str,
+    text_column: str,
+    label_column: str,
+    intents: str | None,
+    head_kind: str,
+    oos_threshold: float | None,
+    model: str | None,
+    prune: PruneConfig | None,
+    dtype: str,
+    token_budget: int,
+    redis_url: str | None,
+    redis_prefix: str,
+) -> None:
+    """Build TENANT's head from its examples and store it (replacing any previous version)."""
+    from workers.store import validate_tenant_id
+
+    validate_tenant_id(tenant)
+    wanted = [i.strip() for i in intents.split(",") if i.strip()] if intents else None
+    data = read_examples(examples, text_column, label_column, wanted)
+    store = open_store(redis_url, redis_prefix)
+    encoder = build_encoder(model, prune, dtype, token_budget)
+    record = add_tenant(store, encoder, tenant, data, head_kind, oos_threshold)
+    click.echo(
+        f"tenant {tenant}: version {record.version}, {len(record.head.labels)} intents, "
+        f"{sum(record.example_counts.values())} examples, {record.head.kind} head, "
+        f"model {record.fingerprint}"
+    )
+
+
+@tenants.command("list")
+@redis_options
+def tenants_list(redis_url: str | None, redis_prefix: str) -> None:
+    """List tenants with their versions."""
+    store = open_store(redis_url, redis_prefix)
+    names = store.tenants()
+    if not names:
+        click.echo("no tenants yet: add one with `jobs tenants add TENANT --examples FILE`")
+        return
+    click.echo(f"{'tenant':<24} {'version':>7} {'head':<8} {'intents':>7} {'examples':>8} {'model':<16} updated")
+    for name in names:
+        r = store.get(name)
+        click.echo(
+            f"{name:<24} {r.version:>7} {r.head.kind:<8} {len(r.head.labels):>7} "
+            f"{sum(r.example_counts.values()):>8} {r.fingerprint:<16} {r.updated}"
+        )
+
+
+@tenants.command("show")
+@click.argument("tenant")
+@redis_options
+def tenants_show(tenant: str, redis_url: str | None, redis_prefix: str) -> None:
+    """Show a tenant's head as JSON (intents with example counts; not the matrix)."""
+    r = open_store(redis_url, redis_prefix).get(tenant)
+    click.echo(json.dumps({**r.summary(), "examples_per_intent": r.example_counts}, indent=2))
+
+
+@tenants.command("remove")
+@click.argument("tenant")
+@redis_options
+def tenants_remove(tenant: str, redis_url: str | None, redis_prefix: str) -> None:
+    """Delete a tenant's head."""
+    if not open_store(redis_url, redis_prefix).remove(tenant):
+        raise UnknownTenant(f"unknown tenant {tenant!r}: nothing to remove")
+    click.echo(f"removed tenant {tenant}")
+
+
+@click.group("redis")
+def redis_group() -> None:
+    """The embedded Redis server."""
+
+
+@redis_group.command("start")
+def redis_start() -> None:
+    """Start (or reuse) the embedded server and print its URL."""
+    click.echo(embedded_redis.ensure_running())
+
+
+@redis_group.command("stop")
+def redis_stop() -> None:
+    """Stop the embedded server (its data stays in the data folder)."""
+    click.echo("stopped" if embedded_redis.stop() else "not running")
