@@ -89,6 +89,8 @@ def build_report(
     kept = sum(s["tokens_kept"] for s in stats)
     latency = np.array([s["total_s"] for s in stats]) if stats else np.zeros(1)
     split = {k: sum(s[k] for s in stats) for k in ("read_s", "encode_s", "classify_s", "write_s", "total_s")}
+    split["head_s"] = split.pop("classify_s") - split["encode_s"]  # classify_s includes the encoding
+    split = {k: split[k] for k in ("read_s", "encode_s", "head_s", "write_s", "total_s")}
     fingerprint = next((i["fingerprint"] for i in infos if "fingerprint" in i), None)
     return {
         "report_version": REPORT_VERSION,
@@ -117,6 +119,7 @@ def build_report(
         },
         "actors": _group(stats, "actor", wall),
         "nodes": _group(stats, "node", wall),
+        "placement": [{k: i.get(k) for k in ("actor", "node", "host", "pid")} for i in infos],
         "dead_units": [{"unit": d["unit"], "error": d["error"]} for d in dead if d["unit"] in dead_ids],
         "config": {
             "model": spec.model or "packaged all-MiniLM-L6-v2",

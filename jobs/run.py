@@ -199,26 +199,31 @@ def _drive(
 
     from workers.actor import ClassifierActor, settings_dict
 
+    infos: list[dict[str, Any]] = []
+    pending_info: dict[Any, int] = {}  # info() ref -> actor index
+
     def start(i: int) -> tuple[Any, Any]:
         actor = ClassifierActor.options(num_cpus=cpus, scheduling_strategy="SPREAD").remote(
             settings_dict(settings), f"{settings.job_id}-actor-{i}"
         )
+        pending_info[actor.info.remote()] = i  # answered once the actor is up, before its run() starts
         return actor, actor.run.remote()
 
     running = dict(start(i) for i in range(actors))  # actor handle -> run() ref
-    handles = list(running)
-    infos: dict[int, dict[str, Any]] = {}
-    for idx, a in enumerate(handles):
-        try:
-            infos[idx] = ray.get(a.info.remote(), timeout=600)
-        except (RayActorError, ray.exceptions.GetTimeoutError) as exc:
-            log(f"actor {idx} did not start: {exc}")
     restarts, next_index, total = 0, actors, len(rows_of)
     while True:
         progress = queue.progress()
         if on_progress:
             done_rows = sum(rows_of.get(u, 0) for u in queue.done_units())
             on_progress(done_rows, progress.done, progress.dead)
+        if pending_info:
+            answered, _ = ray.wait(list(pending_info), num_returns=len(pending_info), timeout=0)
+            for ref in answered:
+                idx = pending_info.pop(ref)
+                try:
+                    infos.append(ray.get(ref))
+                except RayActorError as exc:
+                    log(f"actor {idx} did not start: {exc}")
         refs = {ref: a for a, ref in running.items()}
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0.5) if refs else ([], [])
         for ref in ready:
@@ -245,4 +250,4 @@ def _drive(
             ray.get(ref, timeout=10)
         except Exception:  # never started (e.g. no node left for it), or stuck: not needed any more
             ray.kill(a)
-    return list(infos.values())
+    return infos

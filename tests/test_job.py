@@ -72,14 +72,17 @@ def check_exactly_once(out: Path, ids: list[str]) -> None:
     assert (out / "_SUCCESS").exists()
 
 
-def wait_for_done_units(redis_url: str, prefix: str, job_id: str, n: int, timeout: float = 300) -> None:
+def wait_for_done_units(
+    redis_url: str, prefix: str, job_id: str, n: int, timeout: float = 300, actors: int = 1
+) -> None:
+    """Until the job has ``n`` units done, by at least ``actors`` distinct actors."""
     q = WorkQueue(connect(redis_url), prefix, job_id)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if q.exists() and q.progress().done >= n:
+        if q.exists() and q.progress().done >= n and len({s["actor"] for s in q.done_stats().values()}) >= actors:
             return
         time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish {n} units in {timeout}s")
+    raise AssertionError(f"job {job_id} did not finish {n} units by {actors} actors in {timeout}s")
 
 
 def test_every_row_exactly_once_with_statuses_and_report(tmp_path: Path, redis_url: str, tenants: str) -> None:
@@ -220,7 +223,7 @@ def test_three_node_cluster_remove_a_node(tmp_path: Path, redis_url: str, tenant
     from jobs.plan import Columns
     from jobs.run import JobSpec, run_job
 
-    ids = write_logs(tmp_path / "in", files=2, rows_per_file=3000, row_group=200)
+    ids = write_logs(tmp_path / "in", files=3, rows_per_file=4000, row_group=200)
     out = tmp_path / "out"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
@@ -245,7 +248,7 @@ def test_three_node_cluster_remove_a_node(tmp_path: Path, redis_url: str, tenant
             )
         )
         t.start()
-        wait_for_done_units(redis_url, tenants, "three-nodes", 3)
+        wait_for_done_units(redis_url, tenants, "three-nodes", 3, actors=3)  # every actor up and working
         cluster.remove_node(workers[0])
         t.join(900)
         report = result["report"]
@@ -253,6 +256,7 @@ def test_three_node_cluster_remove_a_node(tmp_path: Path, redis_url: str, tenant
         check_exactly_once(out, ids)
         nodes = {a["node"] for a in report["actors"].values()}
         assert len(nodes) == 3  # one actor per node, each did work before the removal
+        assert len({p["node"] for p in report["placement"]}) == 3
     finally:
         ray.shutdown()
         cluster.shutdown()
