@@ -12,6 +12,8 @@ import click
 
 from jobs import embedded_redis
 from jobs.cli_model import encode, eval_command, train_scorer, tune_command
+from jobs.cli_query import query
+from jobs.cli_report import report_group
 from jobs.cli_submit import JobIncomplete, demo, submit
 from jobs.cli_tenants import redis_group, tenants
 from jobs.run import JobError
@@ -29,7 +31,18 @@ def main() -> None:
     """Few-shot intent classification of utterance logs as a distributed batch job."""
 
 
-for command in (demo, encode, eval_command, tune_command, train_scorer, tenants, redis_group, submit):
+for command in (
+    demo,
+    encode,
+    eval_command,
+    tune_command,
+    train_scorer,
+    tenants,
+    redis_group,
+    submit,
+    query,
+    report_group,
+):
     main.add_command(command)
 
 

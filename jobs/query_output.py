@@ -1,0 +1,86 @@
+"""Writing a query's record-batch stream as a terminal table, CSV, JSON Lines or Parquet."""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+FORMATS = ("table", "csv", "json", "parquet")
+TABLE_ROWS = 50
+CELL = 60
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= CELL else text[: CELL - 1] + "…"
+
+
+def write_table(reader: pa.RecordBatchReader, out: IO[str], max_rows: int) -> int:
+    """An aligned text table of the first ``max_rows`` rows; says so when there are more."""
+    names = reader.schema.names
+    rows: list[list[str]] = []
+    more = False
+    for batch in reader:
+        for r in batch.to_pylist():
+            if len(rows) == max_rows:
+                more = True
+                break
+            rows.append([_cell(r[n]) for n in names])
+        if more:
+            break
+    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
+    out.write("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    if more:
+        out.write(f"(first {max_rows} rows shown; pass --limit N, or --format csv/json/parquet for every row)\n")
+    else:
+        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+    return len(rows)
+
+
+def write_csv(reader: pa.RecordBatchReader, out: IO[bytes]) -> int:
+    n = 0
+    with pacsv.CSVWriter(out, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            n += batch.num_rows
+    return n
+
+
+def _json_value(value: Any) -> Any:
+    """Values JSON has no type for: exact decimals (e.g. DuckDB's sum of integers) as numbers, the rest as text."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def write_json_lines(reader: pa.RecordBatchReader, out: IO[str]) -> int:
+    n = 0
+    for batch in reader:
+        for row in batch.to_pylist():
+            out.write(json.dumps(row, default=_json_value, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_parquet(reader: pa.RecordBatchReader, path: str) -> int:
+    n = 0
+    with pq.ParquetWriter(path, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            n += batch.num_rows
+    return n
