@@ -84,8 +84,9 @@ def init_ray(address: str | None) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
-def _placement(spec: JobSpec, local: bool) -> tuple[int, int]:
-    """(actors, cpus per actor) resolved against the cluster: fail early if an actor cannot fit."""
+def _placement(spec: JobSpec, local: bool, log: Callable[[str], object] = print) -> tuple[int, int]:
+    """(actors, cpus per actor) resolved against the cluster: fail early if no actor can fit. On a
+    remote cluster more actors than fit now is allowed (the autoscaler adds nodes for them)."""
     import ray
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -97,7 +98,9 @@ def _placement(spec: JobSpec, local: bool) -> tuple[int, int]:
         )
     fitting = sum(c // cpus for c in node_cpus)
     actors = spec.actors or max(1, sum(1 for c in node_cpus if c >= cpus))
-    if actors > fitting:
+    if actors > fitting and not local:
+        log(f"{actors} actors of {cpus} CPUs; {fitting} fit now (node CPUs: {node_cpus}): the rest wait for the autoscaler")
+    elif actors > fitting:
         raise JobError(
             f"{actors} actors of {cpus} CPUs do not fit the cluster (node CPUs: {node_cpus}); at most {fitting}"
         )
@@ -149,7 +152,7 @@ def run_job(
     else:
         log(f"job {job_id}: resuming, {queue.progress().done} of {len(p.units)} units already done")
     init_ray(ray_address)
-    actors, cpus = _placement(spec, local=ray_address is None)
+    actors, cpus = _placement(spec, local=ray_address is None, log=log)
     settings = ActorSettings(
         job_id,
         redis_url,
