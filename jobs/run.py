@@ -99,7 +99,7 @@ def _placement(spec: JobSpec, local: bool, log: Callable[[str], object] = print)
     fitting = sum(c // cpus for c in node_cpus)
     actors = spec.actors or max(1, sum(1 for c in node_cpus if c >= cpus))
     if actors > fitting and not local:
-        log(f"{actors} actors of {cpus} CPUs; {fitting} fit now (node CPUs: {node_cpus}): the rest wait for the autoscaler")
+        log(f"{actors} actors of {cpus} CPUs; {fitting} fit now (node CPUs: {node_cpus}); the rest wait for nodes")
     elif actors > fitting:
         raise JobError(
             f"{actors} actors of {cpus} CPUs do not fit the cluster (node CPUs: {node_cpus}); at most {fitting}"

@@ -14,3 +14,24 @@ def test_ruff_check_passes() -> None:
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     r = subprocess.run([ruff, "check", "."], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# package -> top-level imports it must not use (imports only go down: jobs -> workers -> prune)
+FORBIDDEN = {
+    "prune": {"jobs", "workers", "ray", "redis", "click"},
+    "workers": {"jobs", "click"},
+}
+
+
+def test_imports_only_go_down() -> None:
+    import ast
+
+    found = []
+    for package, banned in FORBIDDEN.items():
+        for path in sorted((REPO / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                found += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in banned]
+    assert not found, "imports against the package boundaries:\n" + "\n".join(found)

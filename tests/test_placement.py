@@ -57,4 +57,4 @@ def test_too_many_actors_on_a_cluster_wait_for_the_autoscaler(cluster) -> None:
     cluster(0, 4)
     said: list[str] = []
     assert _placement(spec(actors=3), local=False, log=said.append) == (3, 4)
-    assert "1 fit now" in said[0] and "autoscaler" in said[0]
+    assert "1 fit now" in said[0] and "wait for nodes" in said[0]
