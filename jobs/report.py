@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import resource
 import sys
 import time
 from importlib import metadata
@@ -13,6 +12,7 @@ import numpy as np
 
 from jobs.plan import Plan
 from workers.connection import redact
+from workers.memory import peak_rss_mb
 
 REPORT_VERSION = 1
 
@@ -135,7 +135,7 @@ def build_report(
             "tenant": spec.columns.fixed_tenant,
             "redis": redact(redis_url),
         },
-        "driver_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "driver_max_rss_mb": peak_rss_mb(),
         "hardware": hardware(),
         "versions": _versions(),
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import socket
 import time
 import traceback
@@ -11,6 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import ray
+
+from workers.memory import peak_rss_mb
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class ClassifierWorker:
             "node": self.node,
             "host": self.host,
             "pid": os.getpid(),
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_mb": peak_rss_mb(),
             "finished": time.time(),
         }
 
