@@ -8,10 +8,9 @@ import click
 
 from jobs import embedded_redis
 from jobs.examples_io import read_examples
-from jobs.options import EXAMPLES_DIR, prune_option, redis_options
+from jobs.options import EXAMPLES_DIR, job_encoder_options, redis_options
 from jobs.tenants import add_tenant
 from prune import Encoder, PruneConfig
-from prune.config import DTYPES
 from workers.connection import connect
 from workers.store import CentroidStore
 
@@ -33,15 +32,7 @@ def submit() -> None:
 @click.option("--tenant", "fixed_tenant", default=None, help="One tenant for every row (instead of a column).")
 @click.option("--id-column", default=None, help="A row id column that must exist (kept in the output).")
 @click.option("--model", type=click.Path(file_okay=False), default=None)
-@click.option(
-    "--prune",
-    default="tuned",
-    show_default=True,
-    callback=prune_option,
-    metavar="s=INT,q=FLOAT,l=INT[,score=NAME]|tuned|none",
-    help="Token pruning config.",
-)
-@click.option("--dtype", type=click.Choice(DTYPES), default="bfloat16", show_default=True)
+@job_encoder_options
 @click.option("--token-budget", type=click.IntRange(min=1), default=4096, show_default=True)
 @click.option("--actors", type=click.IntRange(min=1), default=None, help="Default: one per node that fits one.")
 @click.option(
@@ -161,14 +152,7 @@ def submit_classify(
     help="Parquet utterance logs (id, tenant, text).",
 )
 @click.option("--output", default=None, help="Output folder (default: ./runs/demo-<job id>).")
-@click.option(
-    "--prune",
-    default="tuned",
-    show_default=True,
-    callback=prune_option,
-    metavar="s=INT,q=FLOAT,l=INT[,score=NAME]|tuned|none",
-)
-@click.option("--dtype", type=click.Choice(DTYPES), default="bfloat16", show_default=True)
+@job_encoder_options
 @redis_options
 def demo(
     examples: str,

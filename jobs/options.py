@@ -62,6 +62,19 @@ def encoder_options(fn):  # type: ignore[no-untyped-def]
     return fn
 
 
+def job_encoder_options(fn):  # type: ignore[no-untyped-def]
+    """--prune (default: the tuned config) and --dtype (default: bfloat16) of the commands that run a job."""
+    fn = click.option("--dtype", type=click.Choice(DTYPES), default="bfloat16", show_default=True)(fn)
+    return click.option(
+        "--prune",
+        default="tuned",
+        show_default=True,
+        callback=prune_option,
+        metavar="s=INT,q=FLOAT,l=INT[,score=NAME]|tuned|none",
+        help="Token pruning config.",
+    )(fn)
+
+
 def build_encoder(model: str | None, prune: PruneConfig | None, dtype: str, token_budget: int) -> Encoder:
     return Encoder(model, prune, EncoderOptions(dtype=dtype, token_budget=token_budget))  # type: ignore[arg-type]
 

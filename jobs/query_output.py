@@ -50,13 +50,18 @@ def write_table(reader: pa.RecordBatchReader, out: IO[str], max_rows: int) -> in
     return len(rows)
 
 
-def write_csv(reader: pa.RecordBatchReader, out: IO[bytes]) -> int:
+def _write_batches(reader: pa.RecordBatchReader, writer: Any) -> int:
+    """Stream every batch into an Arrow writer (CSV or Parquet); rows written."""
     n = 0
-    with pacsv.CSVWriter(out, reader.schema) as writer:
+    with writer:
         for batch in reader:
             writer.write_batch(batch)
             n += batch.num_rows
     return n
+
+
+def write_csv(reader: pa.RecordBatchReader, out: IO[bytes]) -> int:
+    return _write_batches(reader, pacsv.CSVWriter(out, reader.schema))
 
 
 def _json_value(value: Any) -> Any:
@@ -78,9 +83,4 @@ def write_json_lines(reader: pa.RecordBatchReader, out: IO[str]) -> int:
 
 
 def write_parquet(reader: pa.RecordBatchReader, path: str) -> int:
-    n = 0
-    with pq.ParquetWriter(path, reader.schema) as writer:
-        for batch in reader:
-            writer.write_batch(batch)
-            n += batch.num_rows
-    return n
+    return _write_batches(reader, pq.ParquetWriter(path, reader.schema))
