@@ -39,19 +39,18 @@ from jobs.plan import Columns
 from jobs.run import JobSpec, run_job
 from jobs.tenants import add_tenant
 from prune import Encoder, EncoderOptions
+from prune.data import DEFAULT_DATA_DIR, load_split
 from workers.connection import connect
 from workers.store import CentroidStore
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load_texts(data_dir: Path) -> list[str]:
-    path = data_dir / "banking77" / "test.jsonl"
-    if not path.exists():
-        raise click.UsageError(f"{path} not found; pass --data-dir pointing at the datasets folder")
-    with path.open() as f:
-        return [json.loads(line)["text"] for line in f if line.strip()]
+    try:
+        return load_split(data_dir, "banking77", "test").texts
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def write_logs(folder: Path, texts: list[str], rows: int, files: int, row_group: int) -> list[str]:
@@ -84,7 +83,7 @@ def interleave(variants: dict[str, Callable[[], float]], repeats: int) -> dict[s
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR)
 @click.option("--rows", type=click.IntRange(min=1), default=30000, show_default=True, help="Rows per timed job.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--unit-rows", type=click.IntRange(min=1), default=1000, show_default=True)
