@@ -35,7 +35,7 @@ import torch
 from jobs import embedded_redis
 from jobs.examples_io import read_examples
 from jobs.options import EXAMPLES_DIR, prune_option
-from jobs.plan import Columns
+from jobs.plan import DEFAULT_UNIT_ROWS, Columns
 from jobs.run import JobSpec, run_job
 from jobs.tenants import add_tenant
 from prune import Encoder, EncoderOptions
@@ -86,7 +86,7 @@ def interleave(variants: dict[str, Callable[[], float]], repeats: int) -> dict[s
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR)
 @click.option("--rows", type=click.IntRange(min=1), default=30000, show_default=True, help="Rows per timed job.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--unit-rows", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--unit-rows", type=click.IntRange(min=1), default=DEFAULT_UNIT_ROWS, show_default=True)
 @click.option("--prune", default="tuned", show_default=True, callback=prune_option)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="bfloat16", show_default=True)
 @click.option("--big-rows", type=click.IntRange(min=0), default=0, help="Also run one job of this many rows.")
@@ -177,7 +177,7 @@ def main(
     if big_rows:
         click.echo(f"[3] one job of {big_rows} rows through the CLI", err=True)
         big = work / "big"
-        write_logs(big / "logs", load_texts(data_dir), big_rows, files=10, row_group=10 * unit_rows)
+        write_logs(big / "logs", load_texts(data_dir), big_rows, files=10, row_group=unit_rows)
         cmd = [sys.executable, "-m", "jobs", "submit", "classify", "--input", str(big / "logs")]
         cmd += [
             "--output",
@@ -187,7 +187,7 @@ def main(
             "--cpus-per-actor",
             "1",
             "--unit-rows",
-            str(10 * unit_rows),
+            str(unit_rows),
         ]
         cmd += ["--dtype", dtype, "--prune", str(prune) if prune else "none", "--redis-url", url]
         cmd += ["--redis-prefix", prefix]

@@ -9,6 +9,7 @@ import click
 from jobs import embedded_redis
 from jobs.examples_io import read_examples
 from jobs.options import EXAMPLES_DIR, job_encoder_options, redis_options
+from jobs.plan import DEFAULT_UNIT_ROWS
 from jobs.tenants import add_tenant
 from prune import Encoder, PruneConfig
 from workers.connection import connect
@@ -44,7 +45,7 @@ def submit() -> None:
 @click.option(
     "--unit-rows",
     type=click.IntRange(min=1),
-    default=1000,
+    default=DEFAULT_UNIT_ROWS,
     show_default=True,
     help="Rows per work unit (units follow row-group boundaries).",
 )

@@ -17,6 +17,11 @@ import pyarrow.parquet as pq
 from workers.storage import Unit, resolve
 
 STRING_TYPES = (pa.string(), pa.large_string())
+# Rows per work unit. The encoder sorts a unit's rows by length to batch them with little
+# padding; measured here, 1000-row units encode 9% slower than one sort over all rows, 2000-row
+# units 4%, 5000-row units the same (README, Performance). Units stay small enough to balance
+# actors and to lose little work when one dies.
+DEFAULT_UNIT_ROWS = 5000
 
 
 class PlanError(ValueError):
@@ -99,7 +104,7 @@ def _check_schema(uri: str, schema: pa.Schema, columns: Columns) -> list[str]:
     return problems
 
 
-def plan(input_uri: str, columns: Columns, unit_rows: int = 1000) -> Plan:
+def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -> Plan:
     if unit_rows < 1:
         raise PlanError(f"unit rows must be >= 1, got {unit_rows}")
     files = list_files(input_uri)

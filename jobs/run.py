@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from jobs.plan import Columns, Plan, plan
+from jobs.plan import DEFAULT_UNIT_ROWS, Columns, Plan, plan
 from jobs.report import build_report
 from workers.actor import ActorSettings
 from workers.connection import connect
@@ -39,7 +39,7 @@ class JobSpec:
     dtype: str = "bfloat16"
     actors: int | None = None  # default: one per node that fits an actor
     cpus_per_actor: int | None = None  # default: 4 on a cluster, min(4, cores) locally
-    unit_rows: int = 1000
+    unit_rows: int = DEFAULT_UNIT_ROWS
     token_budget: int = 4096
     max_attempts: int = 3
     claim_idle_ms: int = 60_000
@@ -241,6 +241,8 @@ def _drive(
                     new, new_ref = start(next_index)
                     next_index += 1
                     running[new] = new_ref
+        if not running:  # the last actors may have finished the job during the wait
+            progress = queue.progress()
         if progress.finished:
             break
         if not running:

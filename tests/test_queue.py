@@ -48,6 +48,18 @@ def test_dead_consumer_units_are_reclaimed(queue: WorkQueue) -> None:
     assert queue.progress().finished
 
 
+def test_slow_consumer_reclaimed_unit_done_twice_keeps_the_first_record(queue: WorkQueue) -> None:
+    queue.create(units(1), {})
+    slow = queue.take("slow", block_ms=50)
+    time.sleep(0.3)  # past claim_idle_ms: another consumer takes the unit over
+    fast = queue.take("fast", block_ms=50)
+    assert slow is not None and fast is not None and fast.unit["id"] == slow.unit["id"]
+    queue.ack(slow, {"actor": "slow"})  # the slow one finishes first after all
+    queue.ack(fast, {"actor": "fast"})
+    assert queue.done_stats() == {"u000": {"actor": "slow"}}
+    assert queue.progress().done == 1 and queue.take("c", block_ms=50) is None
+
+
 def test_failures_retry_then_dead_letter(queue: WorkQueue) -> None:
     queue.create(units(1), {})
     first = queue.take("c", block_ms=50)

@@ -120,7 +120,7 @@ class ClassifierWorker:
             "finished": time.time(),
         }
 
-    def run(self, idle_poll_ms: int = 500) -> dict[str, Any]:
+    def run(self, idle_poll_ms: int = 200) -> dict[str, Any]:
         """Take, process and ack units until every unit of the job is done or dead-lettered."""
         units = rows = 0
         while True:
@@ -141,6 +141,8 @@ class ClassifierWorker:
                 self._metrics["rows"].inc(stats["rows"])
                 self._metrics["units"].inc(1)
                 self._metrics["encode_seconds"].inc(stats["encode_s"])
+            if self.queue.progress().finished:  # the last unit: return now, not after an idle poll
+                return {**self.info(), "units": units, "rows": rows}
 
 
 def _node_id() -> str:

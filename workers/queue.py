@@ -124,9 +124,10 @@ class WorkQueue:
             return Taken(message_id, unit, attempt)
 
     def ack(self, taken: Taken, stats: dict[str, Any]) -> None:
-        """The unit's output is durable: record its stats and acknowledge it, atomically."""
+        """The unit's output is durable: record its stats and acknowledge it, atomically. When a
+        slow consumer's unit was reclaimed and done twice, the first completion keeps the record."""
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.done, taken.unit["id"], json.dumps(stats))
+            pipe.hsetnx(self.done, taken.unit["id"], json.dumps(stats))
             pipe.xack(self.units, GROUP, taken.message_id)
             pipe.execute()
 
