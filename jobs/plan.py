@@ -18,9 +18,9 @@ from workers.storage import Unit, resolve
 
 STRING_TYPES = (pa.string(), pa.large_string())
 # Rows per work unit. The encoder sorts a unit's rows by length to batch them with little
-# padding; measured here, 1000-row units encode 9% slower than one sort over all rows, 2000-row
-# units 4%, 5000-row units the same (README, Performance). Units stay small enough to balance
-# actors and to lose little work when one dies.
+# padding; measured here (benchmarks/unit_size.py), 1000-row units encode about 10% slower than
+# one sort over all rows, 2000- and 5000-row units within noise of it (README, Performance).
+# Units stay small enough to balance actors and to lose little work when one dies.
 DEFAULT_UNIT_ROWS = 5000
 
 

@@ -1,0 +1,72 @@
+"""How the job's unit size costs encoder throughput, as ratios against one encode of all rows.
+
+The encoder sorts the rows of each call by length and batches them under a token budget, so a
+unit's rows are padded only against each other: small units pad more. This encodes the same
+replicated BANKING77 test texts once whole and in chunks of each unit size, interleaved in a
+rotated order, and prints the median time and rows/s of each relative to whole.
+
+    python benchmarks/unit_size.py --rows 24000 --repeats 5 --sizes 1000,2000,5000
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from jobs.options import prune_option
+from prune import Encoder, EncoderOptions
+from prune.data import DEFAULT_DATA_DIR, load_split
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR)
+@click.option("--rows", type=click.IntRange(min=1), default=24000, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--sizes", default="1000,2000,5000", show_default=True, help="Comma-separated unit sizes.")
+@click.option("--prune", default="tuned", show_default=True, callback=prune_option)
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="bfloat16", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch threads (default: every core).")
+def main(data_dir: Path, rows: int, repeats: int, sizes: str, prune: Any, dtype: str, threads: int | None) -> None:
+    try:
+        chunk_sizes = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {sizes!r}", param_hint="--sizes") from None
+    if not chunk_sizes or min(chunk_sizes) < 1:
+        raise click.BadParameter(f"expected positive unit sizes, got {sizes!r}", param_hint="--sizes")
+    if threads:
+        torch.set_num_threads(threads)
+    source = load_split(data_dir, "banking77", "test").texts
+    texts = [source[i % len(source)] for i in range(rows)]
+    encoder = Encoder(None, prune, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
+    encoder.encode(texts[:2000])  # warm-up
+
+    def run(size: int) -> float:
+        start = time.perf_counter()
+        for i in range(0, rows, size):
+            encoder.encode(texts[i : i + size])
+        return time.perf_counter() - start
+
+    variants = [rows, *chunk_sizes]
+    times: dict[int, list[float]] = {v: [] for v in variants}
+    for rep in range(repeats):
+        k = rep % len(variants)
+        for size in variants[k:] + variants[:k]:
+            times[size].append(run(size))
+            click.echo(f"  repeat {rep + 1}/{repeats} units of {size}: {times[size][-1]:.1f}s", err=True)
+    whole = statistics.median(times[rows])
+    setup = f"prune {prune}, {dtype}, {torch.get_num_threads()} threads"
+    click.echo(f"\n{rows} rows, {repeats} interleaved repeats, medians; {setup}\n")
+    click.echo("| rows per encode call | seconds | rows/s | vs one call |")
+    click.echo("|---:|---:|---:|---:|")
+    for size in variants:
+        t = statistics.median(times[size])
+        click.echo(f"| {size} | {t:.1f} | {rows / t:.0f} | {whole / t:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
