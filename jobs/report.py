@@ -50,18 +50,31 @@ def hardware() -> dict[str, Any]:
     }
 
 
+def busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Wall time covered by at least one of the (start, end) intervals: an actor whose streams
+    work on two units at once is busy once, not twice."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def _group(stats: list[dict[str, Any]], key: str, wall: float) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
+    spans: dict[str, list[tuple[float, float]]] = {}
     for s in stats:
         g = out.setdefault(str(s[key]), {"units": 0, "rows": 0, "busy_s": 0.0, "encode_s": 0.0, "max_rss_mb": 0.0})
         g["units"] += 1
         g["rows"] += s["rows"]
-        g["busy_s"] += s["total_s"]
+        spans.setdefault(str(s[key]), []).append((s["finished"] - s["total_s"], s["finished"]))
         g["encode_s"] += s["encode_s"]
         g["max_rss_mb"] = max(g["max_rss_mb"], s.get("rss_mb", 0.0))
         if key == "actor":
             g["node"] = s["node"]
-    for g in out.values():
+    for name, g in out.items():
+        g["busy_s"] = busy_seconds(spans[name])
         g["rows_per_s"] = g["rows"] / wall if wall else 0.0  # its share of the job's throughput
         g["busy_rows_per_s"] = g["rows"] / g["busy_s"] if g["busy_s"] else 0.0  # while working on units
     return out

@@ -35,7 +35,13 @@ class ActorSettings:
 
 
 class ClassifierWorker:
-    """The actor's logic, usable without Ray (tests, single-process runs)."""
+    """The actor's logic, usable without Ray (tests, single-process runs).
+
+    It runs one single-threaded encode stream per CPU: each stream takes, processes and acks its
+    own units, sharing the encoder weights and the head cache. Torch ops release the GIL, and
+    independent streams never wait on each other at the intra-op barriers that stall a
+    multi-threaded encoder whenever another process takes one of its cores (README, Performance).
+    """
 
     def __init__(self, settings: ActorSettings, name: str) -> None:
         import torch
@@ -46,7 +52,7 @@ class ClassifierWorker:
         from workers.queue import WorkQueue
         from workers.store import CentroidStore
 
-        torch.set_num_threads(settings.cpus)
+        torch.set_num_threads(1)  # one thread per stream, settings.cpus streams
         self.settings = settings
         self.name = name
         prune = PruneConfig(**settings.prune) if settings.prune else None
@@ -121,13 +127,23 @@ class ClassifierWorker:
         }
 
     def run(self, idle_poll_ms: int = 200) -> dict[str, Any]:
-        """Take, process and ack units until every unit of the job is done or dead-lettered."""
+        """Until every unit of the job is done or dead-lettered, ``cpus`` streams take, process
+        and ack units; an unexpected error in any stream is raised once all have stopped."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.settings.cpus, thread_name_prefix="encode") as pool:
+            futures = [pool.submit(self._stream, idle_poll_ms) for _ in range(self.settings.cpus)]
+            counts = [f.result() for f in futures]
+        return {**self.info(), "units": sum(u for u, _ in counts), "rows": sum(r for _, r in counts)}
+
+    def _stream(self, idle_poll_ms: int) -> tuple[int, int]:
+        """One stream's loop; returns the (units, rows) it finished."""
         units = rows = 0
         while True:
             taken = self.queue.take(self.name, block_ms=idle_poll_ms)
             if taken is None:
                 if self.queue.progress().finished:
-                    return {**self.info(), "units": units, "rows": rows}
+                    return units, rows
                 continue
             try:
                 stats = self.process(taken.unit)
@@ -142,7 +158,7 @@ class ClassifierWorker:
                 self._metrics["units"].inc(1)
                 self._metrics["encode_seconds"].inc(stats["encode_s"])
             if self.queue.progress().finished:  # the last unit: return now, not after an idle poll
-                return {**self.info(), "units": units, "rows": rows}
+                return units, rows
 
 
 def _node_id() -> str:
