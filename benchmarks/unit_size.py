@@ -11,7 +11,6 @@ rotated order, and prints the median time and rows/s of each relative to whole.
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from jobs.options import prune_option
 from prune import Encoder, EncoderOptions
 from prune.data import DEFAULT_DATA_DIR, load_split
+from prune.timing import interleaved_seconds, median_ratios
 
 
 @click.command()
@@ -45,27 +45,20 @@ def main(data_dir: Path, rows: int, repeats: int, sizes: str, prune: Any, dtype:
     encoder = Encoder(None, prune, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
     encoder.encode(texts[:2000])  # warm-up
 
-    def run(size: int) -> float:
-        start = time.perf_counter()
+    def run(size: int) -> None:
         for i in range(0, rows, size):
             encoder.encode(texts[i : i + size])
-        return time.perf_counter() - start
 
     variants = [rows, *chunk_sizes]
-    times: dict[int, list[float]] = {v: [] for v in variants}
-    for rep in range(repeats):
-        k = rep % len(variants)
-        for size in variants[k:] + variants[:k]:
-            times[size].append(run(size))
-            click.echo(f"  repeat {rep + 1}/{repeats} units of {size}: {times[size][-1]:.1f}s", err=True)
-    whole = statistics.median(times[rows])
+    times = interleaved_seconds({str(size): (lambda size=size: run(size)) for size in variants}, repeats)
+    ratios = median_ratios(times, str(rows))
     setup = f"prune {prune}, {dtype}, {torch.get_num_threads()} threads"
     click.echo(f"\n{rows} rows, {repeats} interleaved repeats, medians; {setup}\n")
     click.echo("| rows per encode call | seconds | rows/s | vs one call |")
     click.echo("|---:|---:|---:|---:|")
     for size in variants:
-        t = statistics.median(times[size])
-        click.echo(f"| {size} | {t:.1f} | {rows / t:.0f} | {whole / t:.2f} |")
+        t = statistics.median(times[str(size)])
+        click.echo(f"| {size} | {t:.1f} | {rows / t:.0f} | {ratios[str(size)]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -139,11 +139,9 @@ class ClassifierWorker:
     def _stream(self, idle_poll_ms: int) -> tuple[int, int]:
         """One stream's loop; returns the (units, rows) it finished."""
         units = rows = 0
-        while True:
+        while not self.queue.progress().finished:  # checked after each unit: no idle poll at the end
             taken = self.queue.take(self.name, block_ms=idle_poll_ms)
             if taken is None:
-                if self.queue.progress().finished:
-                    return units, rows
                 continue
             try:
                 stats = self.process(taken.unit)
@@ -157,8 +155,7 @@ class ClassifierWorker:
                 self._metrics["rows"].inc(stats["rows"])
                 self._metrics["units"].inc(1)
                 self._metrics["encode_seconds"].inc(stats["encode_s"])
-            if self.queue.progress().finished:  # the last unit: return now, not after an idle poll
-                return units, rows
+        return units, rows
 
 
 def _node_id() -> str:
