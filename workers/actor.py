@@ -152,9 +152,9 @@ class ClassifierWorker:
             units += 1
             rows += stats["rows"]
             if self._metrics:
-                self._metrics["rows"].inc(stats["rows"])
-                self._metrics["units"].inc(1)
-                self._metrics["encode_seconds"].inc(stats["encode_s"])
+                for name, value in (("rows", stats["rows"]), ("units", 1), ("encode_seconds", stats["encode_s"])):
+                    if value > 0:  # Ray counters refuse 0 (a unit whose rows all had nothing to encode)
+                        self._metrics[name].inc(value)
         return units, rows
 
 
