@@ -7,8 +7,10 @@ pure function of (file, row range), so a re-run or a resume plans the same units
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -22,6 +24,9 @@ STRING_TYPES = (pa.string(), pa.large_string())
 # one sort over all rows, 2000- and 5000-row units within noise of it (README, Performance).
 # Units stay small enough to balance actors and to lose little work when one dies.
 DEFAULT_UNIT_ROWS = 5000
+# The job's last units (one per encode stream) are cut in this many pieces: streams that run out
+# of work early share the end of the job instead of waiting for the last full units.
+TAIL_PIECES = 4
 
 
 class PlanError(ValueError):
@@ -47,6 +52,7 @@ class Plan:
     rows: int
     schema: pa.Schema
     empty_files: tuple[str, ...] = ()
+    bounds: dict[str, list[int]] = field(default_factory=dict)  # file -> row where each row group starts, then its rows
 
 
 def _uri(input_uri: str, fs: pafs.FileSystem, path: str) -> str:
@@ -104,13 +110,47 @@ def _check_schema(uri: str, schema: pa.Schema, columns: Columns) -> list[str]:
     return problems
 
 
+def _bounds(group_rows: list[int]) -> list[int]:
+    """Row index where each row group starts, then the file's row count."""
+    return [0, *itertools.accumulate(group_rows)]
+
+
+def _split(start: int, rows: int, pieces: int) -> list[tuple[int, int]]:
+    """[start, start + rows) as up to ``pieces`` near-equal (start, rows) ranges."""
+    k = min(pieces, rows)
+    return [(start + rows * i // k, rows * (i + 1) // k - rows * i // k) for i in range(k)]
+
+
+def _ranges(bounds: list[int], unit_rows: int) -> list[tuple[int, int]]:
+    """A file's (start, rows) units: consecutive row groups packed up to ``unit_rows`` rows; a
+    row group larger than that is cut into near-equal pieces, which may pack with the next group."""
+    out: list[tuple[int, int]] = []
+    for a, b in itertools.pairwise(bounds):
+        for start, rows in _split(a, b - a, -(-(b - a) // unit_rows)):
+            if out and out[-1][1] + rows <= unit_rows:
+                out[-1] = (out[-1][0], out[-1][1] + rows)
+            else:
+                out.append((start, rows))
+    return out
+
+
+def _unit(uri: str, bounds: list[int], start: int, rows: int) -> Unit:
+    """The unit of rows [start, start + rows) of a file whose row groups start at ``bounds``."""
+    first = bisect.bisect_right(bounds, start) - 1
+    last = bisect.bisect_left(bounds, start + rows) - 1
+    groups = tuple(g for g in range(first, last + 1) if bounds[g + 1] > bounds[g])
+    return Unit(unit_id(uri, start, rows), uri, groups, start, rows, start - bounds[groups[0]])
+
+
 def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -> Plan:
+    """Validate the whole input (every problem reported at once) and cut it into units."""
     if unit_rows < 1:
         raise PlanError(f"unit rows must be >= 1, got {unit_rows}")
     files = list_files(input_uri)
     problems: list[str] = []
     units: list[Unit] = []
     empty: list[str] = []
+    bounds: dict[str, list[int]] = {}
     schema: pa.Schema | None = None
     for uri in files:
         fs, path = resolve(uri)
@@ -127,18 +167,22 @@ def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -
         if meta.num_rows == 0:
             empty.append(uri)
             continue
-        start, group, rows = 0, [], 0
-        for g in range(meta.num_row_groups):
-            n = meta.row_group(g).num_rows
-            if group and rows + n > unit_rows:
-                units.append(Unit(unit_id(uri, start, rows), uri, tuple(group), start, rows))
-                start, group, rows = start + rows, [], 0
-            group.append(g)
-            rows += n
-        if group:
-            units.append(Unit(unit_id(uri, start, rows), uri, tuple(group), start, rows))
+        bounds[uri] = _bounds([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        units += [_unit(uri, bounds[uri], a, n) for a, n in _ranges(bounds[uri], unit_rows)]
     if problems:
         shown = "\n  ".join(problems[:20]) + (f"\n  and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise PlanError(f"{len(problems)} problem(s) with the input, nothing was started:\n  {shown}")
     assert schema is not None
-    return Plan(tuple(files), tuple(units), sum(u.rows for u in units), schema, tuple(empty))
+    return Plan(tuple(files), tuple(units), sum(u.rows for u in units), schema, tuple(empty), bounds)
+
+
+def cut_tail(p: Plan, streams: int) -> Plan:
+    """The plan with its last ``streams`` units each cut in ``TAIL_PIECES``: the streams that run
+    out of work first share the end of the job instead of waiting for the last full units."""
+    if streams < 0:
+        raise PlanError(f"streams must be >= 0, got {streams}")
+    keep = max(len(p.units) - streams, 0)
+    pieces = [
+        _unit(u.uri, p.bounds[u.uri], a, n) for u in p.units[keep:] for a, n in _split(u.start, u.rows, TAIL_PIECES)
+    ]
+    return replace(p, units=p.units[:keep] + tuple(pieces))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from jobs.plan import DEFAULT_UNIT_ROWS, Columns, Plan, plan
+from jobs.plan import DEFAULT_UNIT_ROWS, Columns, Plan, cut_tail, plan
 from jobs.report import build_report
 from workers.actor import ActorSettings
 from workers.connection import connect
@@ -136,23 +136,27 @@ def run_job(
     queue = WorkQueue(client, prefix, job_id, spec.max_attempts, spec.claim_idle_ms)
     started = time.time()
     p = plan(spec.input, spec.columns, spec.unit_rows)
-    if resume and units_digest(p) != stored["units_digest"]:
-        raise JobError(
-            f"the input of job {job_id} changed since it was planned (different units); "
-            f"start a new job instead of resuming"
-        )
+    if resume:
+        p = cut_tail(p, stored.get("tail", 0))
+        if units_digest(p) != stored["units_digest"]:
+            raise JobError(
+                f"the input of job {job_id} changed since it was planned (different units); "
+                f"start a new job instead of resuming"
+            )
     _check_output(spec.output, job_id)
-    write_text(spec.output, "_JOB", job_id)
-    rows_of = {u.id: u.rows for u in p.units}
-    if queue.create(
-        [u.to_dict() for u in p.units],
-        {"spec": spec.to_dict(), "units_digest": units_digest(p), "rows": p.rows, "created": started},
-    ):
+    init_ray(ray_address)
+    actors, cpus = _placement(spec, local=ray_address is None, log=log)
+    if not resume:
+        tail = actors * cpus  # one piece of work per encode stream at the end
+        p = cut_tail(p, tail)
+        config = {"spec": spec.to_dict(), "units_digest": units_digest(p), "rows": p.rows, "created": started}
+        if not queue.create([u.to_dict() for u in p.units], {**config, "tail": tail}):
+            raise JobError(f"job {job_id!r} was created meanwhile by another driver; continue it with --resume")
         log(f"job {job_id}: {len(p.units)} units, {p.rows} rows from {len(p.files)} files")
     else:
         log(f"job {job_id}: resuming, {queue.progress().done} of {len(p.units)} units already done")
-    init_ray(ray_address)
-    actors, cpus = _placement(spec, local=ray_address is None, log=log)
+    write_text(spec.output, "_JOB", job_id)  # once the job exists in Redis: a rerun can always resume it
+    rows_of = {u.id: u.rows for u in p.units}
     settings = ActorSettings(
         job_id,
         redis_url,

@@ -126,17 +126,22 @@ def test_failing_unit_is_dead_lettered_and_reported(tmp_path: Path, redis_url: s
         "2",
         "--unit-rows",
         "20",
+        "--actors",
+        "1",
+        "--cpus-per-actor",
+        "1",
         "--job-id",
         "dead",
     )
     assert r.returncode == 4, r.stderr
     assert "dead-lettered" in r.stderr and "CorruptTenant" in r.stderr
     report = json.loads((out / "_report.json").read_text())
-    assert report["units"] == {"total": 3, "done": 1, "dead": 2}
+    # units of 20 + 20 + 2 rows; the last (one per encode stream: 1 actor x 1 CPU) cut in pieces
+    assert report["units"] == {"total": 4, "done": 2, "dead": 2}
     assert report["rows"] == {"planned": 42, "written": 2, "dead": 40}
     assert all("CorruptTenant" in d["error"] for d in report["dead_units"])
     assert not (out / "_SUCCESS").exists()
-    assert len(list(out.glob("part-*.parquet"))) == 1
+    assert len(list(out.glob("part-*.parquet"))) == 2
 
 
 def test_output_of_another_job_is_refused(tmp_path: Path, redis_url: str, prefix: str) -> None:

@@ -28,13 +28,15 @@ def join(base_uri: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Unit:
-    """Consecutive row groups of one file: the rows [start, start + rows) of that file."""
+    """The rows [start, start + rows) of one file, found in the consecutive ``row_groups`` from
+    the ``offset``-th row of the first of them (0 unless a big row group was cut in pieces)."""
 
     id: str
     uri: str
     row_groups: tuple[int, ...]
     start: int
     rows: int
+    offset: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,21 +45,34 @@ class Unit:
             "row_groups": list(self.row_groups),
             "start": self.start,
             "rows": self.rows,
+            "offset": self.offset,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Unit:
-        return cls(d["id"], d["uri"], tuple(d["row_groups"]), int(d["start"]), int(d["rows"]))
+        return cls(d["id"], d["uri"], tuple(d["row_groups"]), int(d["start"]), int(d["rows"]), int(d.get("offset", 0)))
 
 
-def read_unit(unit: Unit) -> pa.Table:
+def read_unit(unit: Unit, batch_rows: int = 65536) -> pa.Table:
+    """The unit's rows. Batches are decoded in order and reading stops at the unit's last row,
+    so a piece of a big row group does not decode the rest of it."""
     fs, path = resolve(unit.uri)
+    end = unit.offset + unit.rows
+    batches, seen = [], 0
     with fs.open_input_file(path) as f:
-        table = pq.ParquetFile(f).read_row_groups(list(unit.row_groups))
+        pf = pq.ParquetFile(f)
+        for batch in pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups)):
+            lo, hi = max(unit.offset - seen, 0), min(end - seen, batch.num_rows)
+            if hi > lo:
+                batches.append(batch.slice(lo, hi - lo))
+            seen += batch.num_rows
+            if seen >= end:
+                break
+        table = pa.Table.from_batches(batches, schema=pf.schema_arrow)
     if table.num_rows != unit.rows:
         raise ValueError(
-            f"{unit.uri}: row groups {list(unit.row_groups)} hold {table.num_rows} rows, "
-            f"the plan expected {unit.rows}; the file changed since the job was planned"
+            f"{unit.uri}: row groups {list(unit.row_groups)} hold {seen} rows, the plan expected "
+            f"{unit.rows} from row {unit.offset} of them; the file changed since the job was planned"
         )
     return table
 
