@@ -3,7 +3,9 @@
 1. job vs encoder: the whole job (plan, queue, one actor on every core, read, encode, classify,
    write Parquet, report) against this encoder alone on the same texts in this process, same
    pruning, dtype and thread count. Interleaved repeats, medians.
-2. scaling: the same job with 1 actor vs 2 actors of 1 CPU each. Interleaved repeats, medians.
+2. scaling: the same job with 1 actor vs 2 actors of 1 CPU each, and, as this machine's own
+   ceiling, the encoder alone in 1 vs 2 bare processes (1 thread each, the rows split between
+   them). Interleaved repeats, medians.
 3. big (``--big-rows 1000000``): one job on that many synthetic rows, run through the CLI in a
    subprocess so the driver's peak RSS is the driver's alone; prints driver and actor RSS.
 
@@ -24,6 +26,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,40 @@ def write_logs(folder: Path, texts: list[str], rows: int, files: int, row_group:
         pq.write_table(table, folder / f"logs-{f:03d}.parquet", row_group_size=row_group)
         out += chunk
     return out
+
+
+_BARE: Encoder | None = None
+
+
+def _bare_init(prune: Any, dtype: str) -> None:
+    global _BARE
+    torch.set_num_threads(1)
+    _BARE = Encoder(None, prune, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
+    _BARE.encode(["warm up"] * 64)
+
+
+def _bare_encode(texts: list[str]) -> int:
+    assert _BARE is not None
+    return len(_BARE.encode(texts))
+
+
+def bare_processes(texts: list[str], prune: Any, dtype: str, n: int, stack: ExitStack) -> Callable[[], float]:
+    """Seconds for ``n`` single-thread processes (started and warmed up beforehand) to encode
+    ``texts`` split between them: no Ray, no Redis, no Parquet."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    pool = stack.enter_context(ProcessPoolExecutor(n, context, initializer=_bare_init, initargs=(prune, dtype)))
+    list(pool.map(_bare_encode, [["warm up"]] * n))  # every process started and loaded
+
+    def run() -> float:
+        start = time.perf_counter()
+        done = sum(pool.map(_bare_encode, [texts[i::n] for i in range(n)]))
+        assert done == len(texts)
+        return time.perf_counter() - start
+
+    return run
 
 
 def median_rate(rows: int, seconds: list[float]) -> float:
@@ -163,13 +200,22 @@ def main(
     }
 
     if not skip_scaling:
-        click.echo(f"[2] 1 actor vs 2 actors, 1 CPU each, {rows} rows", err=True)
-        t = interleave({"1 actor": job("1 actor", 1, 1), "2 actors": job("2 actors", 2, 1)}, repeats)
-        one, two = median_rate(rows, t["1 actor"]), median_rate(rows, t["2 actors"])
+        click.echo(f"[2] 1 actor vs 2 actors, 1 CPU each; 1 vs 2 bare processes; {rows} rows", err=True)
+        with ExitStack() as stack:
+            variants = {"1 actor": job("1 actor", 1, 1), "2 actors": job("2 actors", 2, 1)}
+            variants |= {"1 process": bare_processes(texts, prune, dtype, 1, stack)}
+            variants |= {"2 processes": bare_processes(texts, prune, dtype, 2, stack)}
+            t = interleave(variants, repeats)
+        rate = {name: median_rate(rows, t[name]) for name in t}
+        job_ratio, bare_ratio = rate["2 actors"] / rate["1 actor"], rate["2 processes"] / rate["1 process"]
         result["scaling"] = {
-            "one_actor_rows_per_s": one,
-            "two_actors_rows_per_s": two,
-            "ratio": two / one,
+            "one_actor_rows_per_s": rate["1 actor"],
+            "two_actors_rows_per_s": rate["2 actors"],
+            "ratio": job_ratio,
+            "one_process_rows_per_s": rate["1 process"],
+            "two_processes_rows_per_s": rate["2 processes"],
+            "bare_ratio": bare_ratio,
+            "efficiency": job_ratio / bare_ratio,
             "seconds": t,
         }
     ray.shutdown()
@@ -233,6 +279,11 @@ def print_summary(r: dict[str, Any]) -> None:
             f"| 2 actors vs 1 actor (1 CPU each) | {s['one_actor_rows_per_s']:.0f} | "
             f"{s['two_actors_rows_per_s']:.0f} | {s['ratio']:.2f} |"
         )
+        click.echo(
+            f"| machine ceiling: encoder in 2 vs 1 bare processes (1 thread each) | "
+            f"{s['one_process_rows_per_s']:.0f} | {s['two_processes_rows_per_s']:.0f} | {s['bare_ratio']:.2f} |"
+        )
+        click.echo(f"\njob scaling / machine ceiling: {s['efficiency']:.2f}")
     if "big" in r:
         b = r["big"]
         actors = ", ".join(f"{v:.0f}" for v in b["actor_max_rss_mb"].values())
