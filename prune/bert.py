@@ -10,9 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PretrainedConfig
 
-from prune.model import ModelError
+from prune.model import BertConfig, ModelError
 
 _ACTIVATIONS = {
     "gelu": F.gelu,
@@ -23,7 +22,7 @@ _ACTIVATIONS = {
 
 
 class Embeddings(nn.Module):
-    def __init__(self, config: PretrainedConfig) -> None:
+    def __init__(self, config: BertConfig) -> None:
         super().__init__()
         d = config.hidden_size
         self.word = nn.Embedding(config.vocab_size, d)
@@ -41,7 +40,7 @@ class Embeddings(nn.Module):
 class Layer(nn.Module):
     """A post-norm BERT layer. Attention probabilities are materialised only on request."""
 
-    def __init__(self, config: PretrainedConfig) -> None:
+    def __init__(self, config: BertConfig) -> None:
         super().__init__()
         d, self.heads = config.hidden_size, config.num_attention_heads
         if d % self.heads:
@@ -80,7 +79,7 @@ class Layer(nn.Module):
 
 
 class Bert(nn.Module):
-    def __init__(self, config: PretrainedConfig) -> None:
+    def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))

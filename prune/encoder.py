@@ -66,9 +66,8 @@ class Encoder:
             for layer in self.bert.layers:
                 for lin in (layer.qkv, layer.attn_out, layer.ffn_in, layer.ffn_out):
                     lin.to(torch.bfloat16)
-        self._tok = self.tokenizer.backend_tokenizer
-        self._tok.no_padding()
-        self._tok.enable_truncation(self.max_length)
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
         self.stats = _Stats()
 
     def _set_prune(self, prune: PruneConfig | None) -> None:
@@ -115,7 +114,7 @@ class Encoder:
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Token ids per text (truncated to the model's max) and which texts were truncated."""
         _check_texts(texts)
-        encodings = self._tok.encode_batch(list(texts))
+        encodings = self.tokenizer.encode_batch(list(texts))
         ids = [e.ids for e in encodings]
         truncated = np.array([len(e.overflowing) > 0 for e in encodings], dtype=bool)
         return ids, truncated

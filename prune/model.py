@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerFast
+from tokenizers import Tokenizer
 
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 SUPPORTED_MODEL_TYPES = ("bert",)
@@ -85,24 +86,62 @@ def _pooling_mode(config_file: Path) -> str:
     return on[0]
 
 
-def load_config(spec: ModelSpec) -> PretrainedConfig:
+@dataclass(frozen=True)
+class BertConfig:
+    """The architecture fields of a BERT ``config.json``; defaults as in transformers' BertConfig."""
+
+    model_type: str
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-12
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    position_embedding_type: str = "absolute"
+
+
+def load_config(spec: ModelSpec) -> BertConfig:
+    """Read config.json directly (importing transformers for it costs about a second per process)."""
+    path = spec.transformer_path / "config.json"
     try:
-        config = AutoConfig.from_pretrained(str(spec.transformer_path), local_files_only=True)
+        raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ModelError(f"{spec.transformer_path}: cannot read config.json: {exc}") from exc
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelError(f"{path}: cannot read config.json: {exc}") from exc
+    if raw.get("model_type") not in SUPPORTED_MODEL_TYPES:
         raise ModelError(
-            f"{spec.transformer_path}: model_type {config.model_type!r} is not supported; "
+            f"{spec.transformer_path}: model_type {raw.get('model_type')!r} is not supported; "
             f"this encoder runs BERT-family models ({', '.join(SUPPORTED_MODEL_TYPES)})"
         )
-    return config
+    fields = {f.name: f.type for f in dataclasses.fields(BertConfig)}
+    values = {k: raw[k] for k in fields if k in raw}
+    for k, v in values.items():
+        kind = {"int": int, "float": (int, float), "str": str}[str(fields[k])]
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise ModelError(f"{path}: {k} is {v!r}, expected a value of type {fields[k]}")
+    if values.get("position_embedding_type", "absolute") != "absolute":
+        kind = values["position_embedding_type"]
+        raise ModelError(f"{path}: position_embedding_type {kind!r} is not supported; only 'absolute' is")
+    return BertConfig(**values)
 
 
-def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerFast:
+def load_tokenizer(spec: ModelSpec) -> Tokenizer:
+    """The fast tokenizer from tokenizer.json; a directory with only a vocabulary (vocab.txt) is
+    converted by transformers, imported only then."""
+    path = spec.transformer_path / "tokenizer.json"
+    if path.exists():
+        try:
+            return Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception on a malformed file
+            raise ModelError(f"{path}: cannot read the tokenizer: {exc}") from exc
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_path), use_fast=True, local_files_only=True)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"{spec.transformer_path}: a fast tokenizer (tokenizer.json) is required")
-    return tokenizer
+    return tokenizer.backend_tokenizer
 
 
 def load_state(spec: ModelSpec) -> dict[str, torch.Tensor]:
@@ -121,9 +160,9 @@ def load_state(spec: ModelSpec) -> dict[str, torch.Tensor]:
 
 def fingerprint(
     state: dict[str, torch.Tensor],
-    config: PretrainedConfig,
+    config: BertConfig,
     spec: ModelSpec,
-    tokenizer: PreTrainedTokenizerFast,
+    tokenizer: Tokenizer,
 ) -> str:
     """A digest of what determines the embeddings: weights, architecture, vocabulary, pooling.
 
@@ -145,7 +184,7 @@ def fingerprint(
     }
     head = {"pooling": spec.pooling, "normalize": spec.normalize, "max_seq_length": spec.max_seq_length}
     h.update(json.dumps([arch, head], sort_keys=True).encode())
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    h.update(tokenizer.to_str().encode())
     for name in sorted(state):
         if name.startswith("pooler.") or name.endswith("position_ids"):
             continue  # not used by sentence embeddings

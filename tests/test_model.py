@@ -98,3 +98,33 @@ def test_pytorch_bin_weights(encoder: Encoder, model_dir: Path, tmp_path: Path) 
     torch.save(state, copy / "pytorch_model.bin")
     (copy / "model.safetensors").unlink()
     assert Encoder(copy).fingerprint == encoder.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hidden_size": "384"}, r"hidden_size is '384', expected a value of type int"),
+        ({"position_embedding_type": "relative_key"}, "only 'absolute'"),
+    ],
+)
+def test_bad_config_values(model_dir: Path, tmp_path: Path, change: dict[str, object], message: str) -> None:
+    copy = copy_model(model_dir, tmp_path / "badcfg")
+    cfg = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**cfg, **change}))
+    with pytest.raises(ModelError, match=message):
+        Encoder(copy)
+
+
+def test_malformed_tokenizer_file(model_dir: Path, tmp_path: Path) -> None:
+    copy = copy_model(model_dir, tmp_path / "badtok")
+    (copy / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ModelError, match="cannot read the tokenizer"):
+        Encoder(copy)
+
+
+def test_vocabulary_only_directory_tokenizes_the_same(encoder: Encoder, model_dir: Path, tmp_path: Path) -> None:
+    """Without tokenizer.json the vocabulary is converted to a fast tokenizer (by transformers)."""
+    copy = copy_model(model_dir, tmp_path / "vocab")
+    (copy / "tokenizer.json").unlink()
+    texts = ["Where is my card?", "Ünïcode àccents and 12,345.67 numbers", "x" * 50]
+    assert Encoder(copy).tokenize(texts)[0] == encoder.tokenize(texts)[0]
