@@ -94,6 +94,11 @@ def unit_id(uri: str, start: int, rows: int) -> str:
     return hashlib.sha1(f"{uri}|{start}|{start + rows}".encode()).hexdigest()[:20]
 
 
+def _is_string(t: pa.DataType) -> bool:
+    """Strings, or categorical strings (pandas' category dtype), or an all-null column."""
+    return t in STRING_TYPES or t == pa.null() or (pa.types.is_dictionary(t) and t.value_type in STRING_TYPES)
+
+
 def _check_schema(uri: str, schema: pa.Schema, columns: Columns) -> list[str]:
     problems = []
     wanted = [(columns.text, True), (columns.tenant, True), (columns.id, False)]
@@ -102,7 +107,7 @@ def _check_schema(uri: str, schema: pa.Schema, columns: Columns) -> list[str]:
             continue
         if name not in schema.names:
             problems.append(f"{uri}: no column {name!r} (columns: {', '.join(schema.names)})")
-        elif must_be_string and schema.field(name).type not in STRING_TYPES and schema.field(name).type != pa.null():
+        elif must_be_string and not _is_string(schema.field(name).type):
             problems.append(f"{uri}: column {name!r} is {schema.field(name).type}, expected string")
     reserved = {"intent", "score", "margin", "status", "tokens", "tokens_kept"} & set(schema.names)
     if reserved:

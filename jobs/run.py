@@ -149,8 +149,9 @@ def run_job(
     if not resume:
         tail = actors * cpus  # one piece of work per encode stream at the end
         p = cut_tail(p, tail)
-        config = {"spec": spec.to_dict(), "units_digest": units_digest(p), "rows": p.rows, "created": started}
-        if not queue.create([u.to_dict() for u in p.units], {**config, "tail": tail}):
+        digest = units_digest(p)
+        config = {"spec": spec.to_dict(), "units_digest": digest, "tail": tail, "rows": p.rows, "created": started}
+        if not queue.create([u.to_dict() for u in p.units], config):
             raise JobError(f"job {job_id!r} was created meanwhile by another driver; continue it with --resume")
         log(f"job {job_id}: {len(p.units)} units, {p.rows} rows from {len(p.files)} files")
     else:

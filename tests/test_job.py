@@ -85,6 +85,30 @@ def wait_for_done_units(
     raise AssertionError(f"job {job_id} did not finish {n} units by {actors} actors in {timeout}s")
 
 
+def test_one_big_row_group_with_categorical_columns(tmp_path: Path, redis_url: str, tenants: str) -> None:
+    """A file as pandas writes it (one row group, category dtypes) is cut into several units and
+    classified like plain strings."""
+    (tmp_path / "in").mkdir()
+    n = 1200
+    table = pa.table(
+        {
+            "id": [f"c{i:04d}" for i in range(n)],
+            "tenant": pa.array([("acme", "beta")[i % 2] for i in range(n)]).dictionary_encode(),
+            "text": pa.array([("where is my card", "top up failed", "")[i % 3] for i in range(n)]).dictionary_encode(),
+        }
+    )
+    pq.write_table(table, tmp_path / "in" / "one.parquet", row_group_size=n)
+    out = tmp_path / "out"
+    r = submit(redis_url, tenants, "--input", str(tmp_path / "in"), "--output", str(out), "--unit-rows", "500")
+    assert r.returncode == 0, r.stderr
+    check_exactly_once(out, table.column("id").to_pylist())
+    report = json.loads((out / "_report.json").read_text())
+    assert report["units"]["total"] >= 3  # 400-row pieces of the one row group (and a finer tail)
+    rows = pq.read_table(out).to_pylist()
+    assert Counter(r["status"] for r in rows) == {"ok": 800, "empty_text": 400}
+    assert {r["intent"] for r in rows if r["tenant"] == "acme" and r["text"] == "where is my card"} == {"card"}
+
+
 def test_every_row_exactly_once_with_statuses_and_report(tmp_path: Path, redis_url: str, tenants: str) -> None:
     ids = write_logs(tmp_path / "in", files=3, rows_per_file=700, row_group=100)
     extra = pa.table(
