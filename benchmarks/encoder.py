@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from prune import Encoder, EncoderOptions, PruneConfig
+from prune.config import DEFAULT_TOKEN_BUDGET
 from prune.model import default_model_dir
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -65,7 +66,7 @@ def ours(model: str | None, prune: PruneConfig | None, dtype: str, budget: int, 
 @click.option("--prune", "prunes", multiple=True, help="A pruning config to measure (repeatable).")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use the first N texts.")
-@click.option("--token-budget", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=os.cpu_count(), show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON.")
 def main(

@@ -12,6 +12,7 @@ from jobs.options import EXAMPLES_DIR, job_encoder_options, redis_options
 from jobs.plan import DEFAULT_UNIT_ROWS
 from jobs.tenants import add_tenant
 from prune import Encoder, PruneConfig
+from prune.config import DEFAULT_TOKEN_BUDGET
 from workers.connection import connect
 from workers.store import CentroidStore
 
@@ -34,7 +35,7 @@ def submit() -> None:
 @click.option("--id-column", default=None, help="A row id column that must exist (kept in the output).")
 @click.option("--model", type=click.Path(file_okay=False), default=None)
 @job_encoder_options
-@click.option("--token-budget", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET, show_default=True)
 @click.option("--actors", type=click.IntRange(min=1), default=None, help="Default: one per node that fits one.")
 @click.option(
     "--cpus-per-actor",

@@ -9,7 +9,7 @@ import click
 
 from jobs import embedded_redis
 from prune import Encoder, EncoderOptions, PruneConfig
-from prune.config import DTYPES
+from prune.config import DEFAULT_TOKEN_BUDGET, DTYPES
 from workers.connection import connect
 from workers.store import CentroidStore
 
@@ -34,7 +34,7 @@ def encoder_options(fn):  # type: ignore[no-untyped-def]
     fn = click.option(
         "--token-budget",
         type=click.IntRange(min=1),
-        default=4096,
+        default=DEFAULT_TOKEN_BUDGET,
         show_default=True,
         help="Max rows x padded length per batch.",
     )(fn)

@@ -19,6 +19,7 @@ from typing import Any
 
 from jobs.plan import DEFAULT_UNIT_ROWS, Columns, Plan, cut_tail, plan
 from jobs.report import build_report
+from prune.config import DEFAULT_TOKEN_BUDGET
 from workers.actor import ActorSettings
 from workers.connection import connect
 from workers.queue import WorkQueue
@@ -40,7 +41,7 @@ class JobSpec:
     actors: int | None = None  # default: one per node that fits an actor
     cpus_per_actor: int | None = None  # default: 4 on a cluster, min(4, cores) locally
     unit_rows: int = DEFAULT_UNIT_ROWS
-    token_budget: int = 4096
+    token_budget: int = DEFAULT_TOKEN_BUDGET
     max_attempts: int = 3
     claim_idle_ms: int = 60_000
 
