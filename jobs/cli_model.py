@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from jobs.options import build_encoder, csv_ints, csv_of, encoder_options
-from prune import Encoder, PruneConfig
+from prune import PruneConfig
 from prune.config import DTYPES
 from prune.data import DEFAULT_DATA_DIR
 from prune.head import HEAD_KINDS
@@ -236,6 +236,7 @@ def train_scorer(
     """Train the learned token scorer (score=learned) on unlabelled texts."""
     import random
 
+    from prune import Encoder
     from prune.data import load_split
     from prune.scorer import PACKAGED_DIR, train_scorers
 

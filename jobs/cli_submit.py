@@ -11,7 +11,7 @@ from jobs.examples_io import read_examples
 from jobs.options import EXAMPLES_DIR, job_encoder_options, redis_options
 from jobs.plan import DEFAULT_UNIT_ROWS
 from jobs.tenants import add_tenant
-from prune import Encoder, PruneConfig
+from prune import PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
 from workers.connection import connect
 from workers.store import CentroidStore
@@ -170,6 +170,7 @@ def demo(
 
     from jobs.plan import Columns
     from jobs.run import JobSpec, new_job_id, run_job
+    from prune import Encoder
 
     url = redis_url or embedded_redis.ensure_running()
     store = CentroidStore(connect(url), redis_prefix)

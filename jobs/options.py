@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from jobs import embedded_redis
-from prune import Encoder, EncoderOptions, PruneConfig
+from prune import EncoderOptions, PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET, DTYPES
 from workers.connection import connect
 from workers.store import CentroidStore
+
+if TYPE_CHECKING:
+    from prune import Encoder
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
@@ -76,6 +80,8 @@ def job_encoder_options(fn):  # type: ignore[no-untyped-def]
 
 
 def build_encoder(model: str | None, prune: PruneConfig | None, dtype: str, token_budget: int) -> Encoder:
+    from prune import Encoder
+
     return Encoder(model, prune, EncoderOptions(dtype=dtype, token_budget=token_budget))  # type: ignore[arg-type]
 
 

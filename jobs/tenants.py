@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from tqdm import tqdm
 
 from jobs.examples_io import Examples
-from prune import Encoder
 from prune.head import fit_head
 from workers.store import CentroidStore, TenantRecord, validate_tenant_id
+
+if TYPE_CHECKING:
+    from prune import Encoder
 
 CHUNK = 512
 

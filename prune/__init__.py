@@ -8,8 +8,22 @@ import os
 # weights are never fetched from a hub at run time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from typing import TYPE_CHECKING, Any
+
 from prune.config import EncoderOptions, PruneConfig
-from prune.encoder import Encoder, EncodeResult
 from prune.model import ModelError
 
+if TYPE_CHECKING:
+    from prune.encoder import Encoder, EncodeResult
+
 __all__ = ["EncodeResult", "Encoder", "EncoderOptions", "ModelError", "PruneConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    """The encoder (and torch with it) is imported on first use, so the job driver, queries and
+    reports, which only need configs and errors, start without torch."""
+    if name in ("Encoder", "EncodeResult"):
+        from prune import encoder
+
+        return getattr(encoder, name)
+    raise AttributeError(f"module 'prune' has no attribute {name!r}")

@@ -7,9 +7,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from tokenizers import Tokenizer
+
+if TYPE_CHECKING:  # torch is imported where weights are read: the CLI driver never needs it
+    import torch
 
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 SUPPORTED_MODEL_TYPES = ("bert",)
@@ -146,6 +149,8 @@ def load_tokenizer(spec: ModelSpec) -> Tokenizer:
 
 def load_state(spec: ModelSpec) -> dict[str, torch.Tensor]:
     """The BERT weights, with any task-head prefix (``bert.``) removed."""
+    import torch
+
     path = spec.transformer_path
     if (path / "model.safetensors").exists():
         from safetensors.torch import load_file
@@ -168,6 +173,8 @@ def fingerprint(
 
     It does not depend on the directory's path, so the same model copied elsewhere keeps it.
     """
+    import torch
+
     h = hashlib.sha256()
     arch = {
         k: getattr(config, k, None)

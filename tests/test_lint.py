@@ -35,3 +35,12 @@ def test_imports_only_go_down() -> None:
                     names = [node.module]
                 found += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in banned]
     assert not found, "imports against the package boundaries:\n" + "\n".join(found)
+
+
+def test_cli_starts_without_torch() -> None:
+    """The job driver, queries and reports never encode: loading the CLI must not import torch
+    (about 1 s of start and 100+ MB of driver memory). Encoding commands import it on use."""
+    code = "import sys, jobs.cli; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", f"the CLI imported {r.stdout.strip()}"
