@@ -19,7 +19,8 @@ from typing import Any
 
 from jobs.plan import DEFAULT_UNIT_ROWS, Columns, Plan, cut_tail, plan
 from jobs.report import build_report
-from prune.config import DEFAULT_TOKEN_BUDGET
+from prune.config import DEFAULT_TOKEN_BUDGET, PruneConfig
+from prune.model import check_model
 from workers.actor import ActorSettings
 from workers.connection import connect
 from workers.queue import WorkQueue
@@ -72,6 +73,14 @@ def _check_output(output: str, job_id: str) -> None:
             f"output {output} belongs to job {owner.strip()}; resume that job with --resume "
             f"{owner.strip()} or choose another --output"
         )
+
+
+def _check_model(spec: JobSpec) -> None:
+    """A bad --model or a prune layer it does not have fails here, not in every actor. The
+    directory must be readable at the same path by the driver and by every node."""
+    _, config = check_model(spec.model)
+    if spec.prune:
+        PruneConfig(**spec.prune).check_layers(config.num_hidden_layers)
 
 
 def init_ray(address: str | None) -> None:
@@ -136,6 +145,7 @@ def run_job(
     assert spec is not None
     queue = WorkQueue(client, prefix, job_id, spec.max_attempts, spec.claim_idle_ms)
     started = time.time()
+    _check_model(spec)
     p = plan(spec.input, spec.columns, spec.unit_rows)
     if resume:
         p = cut_tail(p, stored.get("tail", 0))

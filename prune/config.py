@@ -71,6 +71,13 @@ class PruneConfig:
         except ValueError as exc:
             raise ValueError(f"prune config {text!r}: {exc}") from exc
 
+    def check_layers(self, num_layers: int) -> None:
+        """Pruning happens after a layer that has a layer after it."""
+        if not 1 <= self.layer < num_layers:
+            raise ValueError(
+                f"prune layer l={self.layer} is out of range for a {num_layers}-layer model; use 1..{num_layers - 1}"
+            )
+
     def to_dict(self) -> dict[str, object]:
         return {
             "min_tokens": self.min_tokens,

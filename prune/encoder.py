@@ -71,11 +71,8 @@ class Encoder:
         self.stats = _Stats()
 
     def _set_prune(self, prune: PruneConfig | None) -> None:
-        n_layers = self.config.num_hidden_layers
-        if prune is not None and not 1 <= prune.layer < n_layers:
-            raise ValueError(
-                f"prune layer l={prune.layer} is out of range for a {n_layers}-layer model; use 1..{n_layers - 1}"
-            )
+        if prune is not None:
+            prune.check_layers(self.config.num_hidden_layers)
         self.prune = prune
         self._score = None
         if prune is not None and prune.score == "learned":

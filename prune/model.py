@@ -147,19 +147,35 @@ def load_tokenizer(spec: ModelSpec) -> Tokenizer:
     return tokenizer.backend_tokenizer
 
 
+def weights_file(spec: ModelSpec) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (spec.transformer_path / name).exists():
+            return spec.transformer_path / name
+    raise ModelError(f"{spec.transformer_path}: no model.safetensors or pytorch_model.bin")
+
+
+def check_model(path: str | Path | None) -> tuple[ModelSpec, BertConfig]:
+    """Everything about a model directory that can be checked without reading its weights (and
+    without torch): the layout, config.json, the tokenizer and a weights file. The job driver
+    calls it so a bad ``--model`` fails before any actor starts."""
+    spec = read_spec(path)
+    config = load_config(spec)
+    load_tokenizer(spec)
+    weights_file(spec)
+    return spec, config
+
+
 def load_state(spec: ModelSpec) -> dict[str, torch.Tensor]:
     """The BERT weights, with any task-head prefix (``bert.``) removed."""
     import torch
 
-    path = spec.transformer_path
-    if (path / "model.safetensors").exists():
+    path = weights_file(spec)
+    if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path / "model.safetensors"))
-    elif (path / "pytorch_model.bin").exists():
-        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        state = load_file(str(path))
     else:
-        raise ModelError(f"{path}: no model.safetensors or pytorch_model.bin")
+        state = torch.load(path, map_location="cpu", weights_only=True)
     return {k.removeprefix("bert."): v for k, v in state.items()}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,32 @@ def test_bad_input_fails_before_start(case: str, message: str, tmp_path: Path, r
     assert message in r.stderr and "Traceback" not in r.stderr
     assert not WorkQueue(connect(redis_url), prefix, "bad").exists()  # nothing was started
     assert not list(out.glob("part-*")) if out.exists() else True
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "/nowhere/model"], "model directory '/nowhere/model' does not exist"),
+        (["--model", "BROKEN"], "cannot read config.json"),
+        (["--prune", "s=4,q=0.5,l=6"], "prune layer l=6 is out of range for a 6-layer model"),
+    ],
+)
+def test_bad_model_fails_before_any_actor(
+    args: list[str], message: str, tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    """Checked in the driver (without torch): no actor starts, nothing is enqueued or written."""
+    from prune.model import default_model_dir
+
+    if "BROKEN" in args:
+        broken = tmp_path / "model"
+        shutil.copytree(default_model_dir(), broken)
+        (broken / "config.json").write_text("{not json")
+        args = ["--model", str(broken)]
+    out = tmp_path / "out"
+    r = submit(redis_url, prefix, "--input", str(good(tmp_path / "in")), "--output", str(out), "--job-id", "bad", *args)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr and "actor" not in r.stderr
+    assert not out.exists() and not WorkQueue(connect(redis_url), prefix, "bad").exists()
 
 
 def test_hidden_and_underscore_files_are_ignored(tmp_path: Path) -> None:
