@@ -128,6 +128,7 @@ def interleave(variants: dict[str, Callable[[], float]], repeats: int) -> dict[s
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="bfloat16", show_default=True)
 @click.option("--big-rows", type=click.IntRange(min=0), default=0, help="Also run one job of this many rows.")
 @click.option("--skip-scaling", is_flag=True, help="Skip the 1 vs 2 actors comparison.")
+@click.option("--skip-encoder", is_flag=True, help="Skip the job vs encoder comparison.")
 @click.option("--redis-url", envvar="JOBS_REDIS_URL", default=None)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON.")
 def main(
@@ -139,6 +140,7 @@ def main(
     dtype: str,
     big_rows: int,
     skip_scaling: bool,
+    skip_encoder: bool,
     redis_url: str | None,
     out: Path | None,
 ) -> None:
@@ -186,18 +188,19 @@ def main(
     result: dict[str, Any] = {"rows": rows, "repeats": repeats, "unit_rows": unit_rows, "cores": cores}
     result["prune"], result["dtype"] = str(prune) if prune else None, dtype
 
-    click.echo(f"[1] job (1 actor, {cores} CPUs) vs encoder alone ({cores} threads), {rows} rows", err=True)
-    t = interleave({"encoder alone": encoder_alone, "job": job("job", 1, cores)}, repeats)
-    enc_rate, job_rate = median_rate(rows, t["encoder alone"]), median_rate(rows, t["job"])
-    busy = statistics.median(next(iter(r["actors"].values()))["busy_rows_per_s"] for r in reports["job"])
-    result["job_vs_encoder"] = {
-        "encoder_rows_per_s": enc_rate,
-        "job_rows_per_s": job_rate,
-        "ratio": job_rate / enc_rate,
-        "actor_busy_rows_per_s": busy,
-        "actor_busy_ratio": busy / enc_rate,
-        "seconds": t,
-    }
+    if not skip_encoder:
+        click.echo(f"[1] job (1 actor, {cores} CPUs) vs encoder alone ({cores} threads), {rows} rows", err=True)
+        t = interleave({"encoder alone": encoder_alone, "job": job("job", 1, cores)}, repeats)
+        enc_rate, job_rate = median_rate(rows, t["encoder alone"]), median_rate(rows, t["job"])
+        busy = statistics.median(next(iter(r["actors"].values()))["busy_rows_per_s"] for r in reports["job"])
+        result["job_vs_encoder"] = {
+            "encoder_rows_per_s": enc_rate,
+            "job_rows_per_s": job_rate,
+            "ratio": job_rate / enc_rate,
+            "actor_busy_rows_per_s": busy,
+            "actor_busy_ratio": busy / enc_rate,
+            "seconds": t,
+        }
 
     if not skip_scaling:
         click.echo(f"[2] 1 actor vs 2 actors, 1 CPU each; 1 vs 2 bare processes; {rows} rows", err=True)
@@ -258,21 +261,22 @@ def main(
 
 
 def print_summary(r: dict[str, Any]) -> None:
-    j = r["job_vs_encoder"]
     click.echo(
         f"\n{r['rows']} rows, {r['repeats']} interleaved repeats, medians; prune {r['prune']}, {r['dtype']}, "
         f"{r['cores']} cores\n"
     )
     click.echo("| comparison | baseline rows/s | rows/s | ratio |")
     click.echo("|---|---:|---:|---:|")
-    click.echo(
-        f"| job end to end (1 actor) vs encoder alone | {j['encoder_rows_per_s']:.0f} | "
-        f"{j['job_rows_per_s']:.0f} | {j['ratio']:.2f} |"
-    )
-    click.echo(
-        f"| actor while busy vs encoder alone | {j['encoder_rows_per_s']:.0f} | "
-        f"{j['actor_busy_rows_per_s']:.0f} | {j['actor_busy_ratio']:.2f} |"
-    )
+    if "job_vs_encoder" in r:
+        j = r["job_vs_encoder"]
+        click.echo(
+            f"| job end to end (1 actor) vs encoder alone | {j['encoder_rows_per_s']:.0f} | "
+            f"{j['job_rows_per_s']:.0f} | {j['ratio']:.2f} |"
+        )
+        click.echo(
+            f"| actor while busy vs encoder alone | {j['encoder_rows_per_s']:.0f} | "
+            f"{j['actor_busy_rows_per_s']:.0f} | {j['actor_busy_ratio']:.2f} |"
+        )
     if "scaling" in r:
         s = r["scaling"]
         click.echo(

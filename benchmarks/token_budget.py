@@ -19,28 +19,20 @@ from typing import Any
 import click
 import torch
 
-from jobs.options import prune_option
+from jobs.options import csv_ints, prune_option
 from prune import Encoder, EncoderOptions
 from prune.config import DEFAULT_TOKEN_BUDGET
 from prune.data import DEFAULT_DATA_DIR, load_split
 from prune.timing import interleaved_seconds, median_ratios
 
 
-def parse_budgets(value: str) -> list[int]:
-    try:
-        budgets = [int(x) for x in value.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint="--budgets") from None
-    if not budgets or min(budgets) < 1:
-        raise click.BadParameter(f"expected positive budgets, got {value!r}", param_hint="--budgets")
-    return budgets
-
-
 @click.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR)
 @click.option("--rows", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--budgets", default="256,512,1024,2048,4096", show_default=True, help="Comma-separated.")
+@click.option(
+    "--budgets", default="256,512,1024,2048,4096", show_default=True, callback=csv_ints, help="Comma-separated."
+)
 @click.option("--baseline", type=click.IntRange(min=1), default=4096, show_default=True)
 @click.option("--prune", default="tuned", show_default=True, callback=prune_option)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="bfloat16", show_default=True)
@@ -50,14 +42,14 @@ def main(
     data_dir: Path,
     rows: int,
     repeats: int,
-    budgets: str,
+    budgets: tuple[int, ...],
     baseline: int,
     prune: Any,
     dtype: str,
     threads: int,
     out: Path | None,
 ) -> None:
-    sizes = sorted(set(parse_budgets(budgets)) | {baseline})
+    sizes = sorted(set(budgets) | {baseline})
     torch.set_num_threads(threads)
     source = load_split(data_dir, "banking77", "test").texts
     texts = [source[i % len(source)] for i in range(rows)]

@@ -17,7 +17,7 @@ from typing import Any
 import click
 import torch
 
-from jobs.options import prune_option
+from jobs.options import csv_ints, prune_option
 from prune import Encoder, EncoderOptions
 from prune.data import DEFAULT_DATA_DIR, load_split
 from prune.timing import interleaved_seconds, median_ratios
@@ -27,17 +27,15 @@ from prune.timing import interleaved_seconds, median_ratios
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR)
 @click.option("--rows", type=click.IntRange(min=1), default=24000, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--sizes", default="1000,2000,5000", show_default=True, help="Comma-separated unit sizes.")
+@click.option(
+    "--sizes", default="1000,2000,5000", show_default=True, callback=csv_ints, help="Comma-separated unit sizes."
+)
 @click.option("--prune", default="tuned", show_default=True, callback=prune_option)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="bfloat16", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch threads (default: every core).")
-def main(data_dir: Path, rows: int, repeats: int, sizes: str, prune: Any, dtype: str, threads: int | None) -> None:
-    try:
-        chunk_sizes = [int(x) for x in sizes.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {sizes!r}", param_hint="--sizes") from None
-    if not chunk_sizes or min(chunk_sizes) < 1:
-        raise click.BadParameter(f"expected positive unit sizes, got {sizes!r}", param_hint="--sizes")
+def main(
+    data_dir: Path, rows: int, repeats: int, sizes: tuple[int, ...], prune: Any, dtype: str, threads: int | None
+) -> None:
     if threads:
         torch.set_num_threads(threads)
     source = load_split(data_dir, "banking77", "test").texts
@@ -49,7 +47,7 @@ def main(data_dir: Path, rows: int, repeats: int, sizes: str, prune: Any, dtype:
         for i in range(0, rows, size):
             encoder.encode(texts[i : i + size])
 
-    variants = [rows, *chunk_sizes]
+    variants = [rows, *sizes]
     times = interleaved_seconds({str(size): (lambda size=size: run(size)) for size in variants}, repeats)
     ratios = median_ratios(times, str(rows))
     setup = f"prune {prune}, {dtype}, {torch.get_num_threads()} threads"
