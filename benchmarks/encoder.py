@@ -24,6 +24,7 @@ import torch
 
 from prune import Encoder, EncoderOptions, PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
+from prune.cpu import cpu_model, native_bf16
 from prune.model import default_model_dir
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -148,6 +149,8 @@ def main(
                     "threads": threads,
                     "token_budget": token_budget,
                     "machine": {
+                        "cpu": cpu_model(),
+                        "bf16_native": native_bf16(),
                         "cpu_count": os.cpu_count(),
                         "platform": platform.platform(),
                         "torch": torch.__version__,

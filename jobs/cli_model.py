@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from jobs.options import build_encoder, csv_ints, csv_of, encoder_options
+from jobs.options import DTYPE_HELP, build_encoder, csv_ints, csv_of, encoder_options
 from prune import PruneConfig
-from prune.config import DTYPES
+from prune.config import DTYPE_CHOICES
+from prune.cpu import resolve_dtype
 from prune.data import DEFAULT_DATA_DIR
 from prune.head import HEAD_KINDS
 
@@ -99,7 +100,7 @@ def eval_command(
 @click.option("--shots", default="5,10", show_default=True, callback=csv_ints)
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--query-per-intent", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--dtype", type=click.Choice(DTYPES), default="bfloat16", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True, help=DTYPE_HELP)
 @click.option(
     "--mode",
     type=click.Choice(["speed", "budget"]),
@@ -162,6 +163,7 @@ def tune_command(
 
     if mode == "budget" and token_budget is None:
         raise click.BadParameter("--mode budget needs --token-budget", param_hint="--token-budget")
+    dtype = resolve_dtype(dtype)
     started = time.perf_counter()
     report = run_tune(
         data_dir,

@@ -10,7 +10,8 @@ import click
 
 from jobs import embedded_redis
 from prune import EncoderOptions, PruneConfig
-from prune.config import DEFAULT_TOKEN_BUDGET, DTYPES
+from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES
+from prune.cpu import resolve_dtype
 from workers.connection import connect
 from workers.store import CentroidStore
 
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
     from prune import Encoder
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+DTYPE_HELP = (
+    "bfloat16 runs matmuls in bf16 (about 2x faster on CPUs with AMX or AVX512-BF16, several times "
+    "slower without); auto picks it only where the CPU has it natively, else float32."
+)
 
 
 def prune_option(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> PruneConfig | None:
@@ -44,10 +49,10 @@ def encoder_options(fn):  # type: ignore[no-untyped-def]
     )(fn)
     fn = click.option(
         "--dtype",
-        type=click.Choice(DTYPES),
+        type=click.Choice(DTYPE_CHOICES),
         default="float32",
         show_default=True,
-        help="bfloat16 uses CPU autocast (AMX), about 2x faster.",
+        help=DTYPE_HELP,
     )(fn)
     fn = click.option(
         "--prune",
@@ -67,8 +72,10 @@ def encoder_options(fn):  # type: ignore[no-untyped-def]
 
 
 def job_encoder_options(fn):  # type: ignore[no-untyped-def]
-    """--prune (default: the tuned config) and --dtype (default: bfloat16) of the commands that run a job."""
-    fn = click.option("--dtype", type=click.Choice(DTYPES), default="bfloat16", show_default=True)(fn)
+    """--prune (default: the tuned config) and --dtype (default: auto) of the commands that run a job."""
+    fn = click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True, help=DTYPE_HELP)(
+        fn
+    )
     return click.option(
         "--prune",
         default="tuned",
@@ -82,7 +89,7 @@ def job_encoder_options(fn):  # type: ignore[no-untyped-def]
 def build_encoder(model: str | None, prune: PruneConfig | None, dtype: str, token_budget: int) -> Encoder:
     from prune import Encoder
 
-    return Encoder(model, prune, EncoderOptions(dtype=dtype, token_budget=token_budget))  # type: ignore[arg-type]
+    return Encoder(model, prune, EncoderOptions(dtype=resolve_dtype(dtype), token_budget=token_budget))
 
 
 def csv_of(kind: type) -> Callable[[click.Context | None, click.Parameter | None, str], tuple]:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from jobs.plan import Plan
+from prune.cpu import cpu_model, native_bf16
 from workers.connection import redact
 from workers.memory import peak_rss_mb
 
@@ -27,24 +28,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def hardware() -> dict[str, Any]:
     import os
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     return {
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
+        "bf16_native": native_bf16(),
         "cpus": os.cpu_count(),
         "memory_gib": round(mem / 2**30, 1),
     }
@@ -132,7 +123,7 @@ def build_report(
         },
         "actors": _group(stats, "actor", wall),
         "nodes": _group(stats, "node", wall),
-        "placement": [{k: i.get(k) for k in ("actor", "node", "host", "pid")} for i in infos],
+        "placement": [{k: i.get(k) for k in ("actor", "node", "host", "pid", "dtype")} for i in infos],
         "dead_units": [{"unit": d["unit"], "error": d["error"]} for d in dead if d["unit"] in dead_ids],
         "config": {
             "model": spec.model or "packaged all-MiniLM-L6-v2",

@@ -19,7 +19,7 @@ from typing import Any
 
 from jobs.plan import DEFAULT_UNIT_ROWS, Columns, Plan, cut_tail, plan
 from jobs.report import build_report
-from prune.config import DEFAULT_TOKEN_BUDGET, PruneConfig
+from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES, PruneConfig
 from prune.model import check_model
 from workers.actor import ActorSettings
 from workers.connection import connect
@@ -38,13 +38,17 @@ class JobSpec:
     columns: Columns
     model: str | None = None
     prune: dict[str, Any] | None = None
-    dtype: str = "bfloat16"
+    dtype: str = "auto"  # resolved by each actor for its own node's CPU (prune.cpu)
     actors: int | None = None  # default: one per node that fits an actor
     cpus_per_actor: int | None = None  # default: 4 on a cluster, min(4, cores) locally
     unit_rows: int = DEFAULT_UNIT_ROWS
     token_budget: int = DEFAULT_TOKEN_BUDGET
     max_attempts: int = 3
     claim_idle_ms: int = 60_000
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPE_CHOICES:
+            raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {self.dtype!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,6 +8,7 @@ from typing import Literal
 
 Dtype = Literal["float32", "bfloat16"]
 DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)  # auto: bfloat16 where the CPU runs it natively (prune.cpu)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from prune.cpu import resolve_dtype
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -42,6 +44,10 @@ def test_demo_runs_the_job_on_the_bundled_logs(tmp_path: Path, banking_test: lis
     assert r.returncode == 0, r.stderr
     assert "355 rows" in r.stdout and "'empty_text': 5" in r.stdout and "'unknown_tenant': 10" in r.stdout
     assert (out / "_SUCCESS").exists()
+    ran_as = resolve_dtype("auto")  # the default: bf16 only where this CPU has it natively
+    assert f"{ran_as})" in r.stdout
+    part = next(out.glob("part-*.parquet"))
+    assert json.loads(pq.read_schema(part).metadata[b"fewshot_jobs"])["dtype"] == ran_as
     truth = {x["text"]: x["label"] for x in banking_test}
     intents = {
         line.rsplit(",", 1)[1] for line in (REPO / "examples" / "acme_examples.csv").read_text().splitlines()[1:]

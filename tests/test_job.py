@@ -157,7 +157,9 @@ def test_every_row_exactly_once_with_statuses_and_report(tmp_path: Path, redis_u
     assert {r["intent"] for r in rows.values() if r["tenant"] == "beta" and r["status"] == "ok"} <= {"top_up", "card"}
     meta = json.loads(pq.read_schema(next(out.glob("part-*.parquet"))).metadata[b"fewshot_jobs"])
     assert {"job_id", "model_fingerprint", "prune", "tenant_versions"} <= set(meta)
+    assert meta["dtype"] == "float32"  # an explicit --dtype is kept on any CPU
     report = json.loads((out / "_report.json").read_text())
+    assert {p["dtype"] for p in report["placement"]} == {"float32"} and report["config"]["dtype"] == "float32"
     assert report["rows"] == {"planned": 2105, "written": 2105, "dead": 0}
     # 200+200+200+100 rows per file, then odd.parquet; the last unit per encode stream cut in 4
     streams = report["config"]["actors"] * report["config"]["cpus_per_actor"]

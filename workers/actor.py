@@ -47,6 +47,7 @@ class ClassifierWorker:
         import torch
 
         from prune import Encoder, EncoderOptions, PruneConfig
+        from prune.cpu import resolve_dtype
         from workers.classify import HeadCache
         from workers.connection import connect
         from workers.queue import WorkQueue
@@ -59,10 +60,7 @@ class ClassifierWorker:
         self.encoder = Encoder(
             settings.model,
             prune,
-            EncoderOptions(
-                dtype=settings.dtype,  # type: ignore[arg-type]
-                token_budget=settings.token_budget,
-            ),
+            EncoderOptions(dtype=resolve_dtype(settings.dtype), token_budget=settings.token_budget),
         )
         client = connect(settings.redis_url)
         self.queue = WorkQueue(client, settings.prefix, settings.job_id, settings.max_attempts, settings.claim_idle_ms)
@@ -78,6 +76,7 @@ class ClassifierWorker:
             "host": self.host,
             "pid": os.getpid(),
             "fingerprint": self.encoder.fingerprint,
+            "dtype": self.encoder.options.dtype,
         }
 
     def process(self, unit_dict: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +101,7 @@ class ClassifierWorker:
                 "start_row": unit.start,
                 "model_fingerprint": self.encoder.fingerprint,
                 "prune": s.prune,
-                "dtype": s.dtype,
+                "dtype": self.encoder.options.dtype,
                 "tenant_versions": result.versions,
             },
         )

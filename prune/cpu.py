@@ -1,0 +1,58 @@
+"""What this CPU is and what it runs natively: native bf16 matmuls (AMX or AVX512-BF16) decide
+whether ``--dtype auto`` means bfloat16 or float32.
+
+Without them torch emulates bf16 and autocast is several times slower than fp32 (measured on an
+AVX2-only host: README, Performance), so bf16 is only a default where the hardware has it.
+"""
+
+from __future__ import annotations
+
+import platform
+from functools import cache
+
+from prune.config import DTYPES, Dtype
+
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+CPUINFO = "/proc/cpuinfo"
+
+
+def _cpuinfo() -> str:
+    try:
+        with open(CPUINFO) as f:
+            return f.read()
+    except OSError:  # not Linux: no flags known, so the safe choice (float32) is made
+        return ""
+
+
+def _field(cpuinfo: str, name: str) -> str | None:
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The first processor's feature flags (Linux ``/proc/cpuinfo``); empty when unknown."""
+    flags = _field(_cpuinfo() if cpuinfo is None else cpuinfo, "flags")
+    return frozenset(flags.split()) if flags else frozenset()
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    return _field(_cpuinfo() if cpuinfo is None else cpuinfo, "model name") or platform.processor() or "unknown"
+
+
+@cache
+def native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether a CPU with these flags (default: this one) runs bf16 matmuls natively."""
+    return bool((cpu_flags() if flags is None else flags) & BF16_FLAGS)
+
+
+def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
+    """``auto`` -> bfloat16 where the CPU has native bf16 (``bf16``, default: this CPU), else
+    float32; an explicit dtype is kept as it is."""
+    if dtype == "auto":
+        return "bfloat16" if (native_bf16() if bf16 is None else bf16) else "float32"
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {('auto', *DTYPES)}, got {dtype!r}")
+    return dtype  # type: ignore[return-value]
