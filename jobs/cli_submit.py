@@ -169,6 +169,7 @@ def demo(
     import pyarrow.parquet as pq
 
     from jobs.plan import Columns
+    from jobs.report import ran_dtypes
     from jobs.run import JobSpec, new_job_id, run_job
     from prune import Encoder
 
@@ -183,10 +184,9 @@ def demo(
     out = output or str(Path("runs") / f"demo-{job_id}")
     spec = JobSpec(logs, out, Columns("text", "tenant", "id"), prune=prune.to_dict() if prune else None, dtype=dtype)
     report = run_job(spec, url, redis_prefix, None, job_id, log=lambda m: click.echo(m, err=True))
-    ran_as = "/".join(sorted({str(p["dtype"]) for p in report["placement"]}))
     click.echo(
         f"job {job_id}: {report['rows']['written']} rows -> {out}  ({report['rows_per_s']:.0f} rows/s "
-        f"end to end, tokens kept {report['tokens_kept_pct']:.1f}%, prune {prune or 'off'}, {ran_as})"
+        f"end to end, tokens kept {report['tokens_kept_pct']:.1f}%, prune {prune or 'off'}, {ran_dtypes(report)})"
     )
     click.echo(f"statuses: {report['statuses']}")
     rows = [r for p in sorted(Path(out).glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]

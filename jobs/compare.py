@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from jobs.report import ran_dtypes
 from workers.storage import read_text, resolve
 
 REPORT = "_report.json"
@@ -115,6 +116,9 @@ def warnings(runs: list[Run]) -> list[str]:
             a, b = first["config"].get(key), rep["config"].get(key)
             if a != b:
                 out.append(f"config differs: {key} is {a!r} in {runs[0].label}, {b!r} in {r.label}")
+        a, b = ran_dtypes(first), ran_dtypes(rep)
+        if a != b:
+            out.append(f"actors ran a different dtype: {a} in {runs[0].label}, {b} in {r.label}")
         for key in ("cpu", "cpus", "memory_gib"):
             a, b = first.get("hardware", {}).get(key), rep.get("hardware", {}).get(key)
             if a != b:
@@ -168,7 +172,8 @@ def show(run: Run) -> str:
         "unit time split: "
         + ", ".join(f"{k.removesuffix('_s')} {v:.1f}%" for k, v in r.get("time_split_pct", {}).items()),
         f"unit latency p50 {r['unit_latency_s']['p50']:.3f}s, p95 {r['unit_latency_s']['p95']:.3f}s",
-        f"config: model {c.get('model')} ({c.get('fingerprint')}), prune {c.get('prune')}, {c.get('dtype')}, "
+        f"config: model {c.get('model')} ({c.get('fingerprint')}), prune {c.get('prune')}, "
+        f"{c.get('dtype')} (ran {ran_dtypes(r)}), "
         f"{c.get('actors')} actors x {c.get('cpus_per_actor')} CPUs, {c.get('unit_rows')} rows per unit",
         f"hardware: {r.get('hardware', {}).get('cpu')}, {r.get('hardware', {}).get('cpus')} CPUs",
         f"driver max RSS {r.get('driver_max_rss_mb', 0):.0f} MB",

@@ -28,6 +28,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def ran_dtypes(report: dict[str, Any]) -> str:
+    """The dtype(s) the job's actors ran, from the placement (``--dtype auto`` is resolved per node)."""
+    return "/".join(sorted({str(p.get("dtype")) for p in report.get("placement", [])})) or "unknown"
+
+
 def hardware() -> dict[str, Any]:
     import os
 

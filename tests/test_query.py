@@ -315,9 +315,12 @@ def test_compare_warns_when_hardware_or_input_differ(runs: dict[str, Path], tmp_
     a = load(str(runs["pruned"]))
     other = json.loads(json.dumps(a.report))
     other["hardware"]["cpus"] = 64
+    flip = {"float32": "bfloat16", "bfloat16": "float32"}
+    other["placement"] = [{**p, "dtype": flip[p["dtype"]]} for p in other["placement"]]
     other["rows"]["planned"] += 1
     got = warnings([a, Run("other", "x", other)])
     assert any("hardware differs: cpus" in w for w in got)
+    assert any("actors ran a different dtype" in w for w in got)
     assert any("input differs" in w for w in got)
     assert any("did not complete" in w for w in got)
     assert warnings([a, a]) == []
