@@ -42,6 +42,8 @@ from jobs.plan import DEFAULT_UNIT_ROWS, Columns
 from jobs.run import JobSpec, run_job
 from jobs.tenants import add_tenant
 from prune import Encoder, EncoderOptions
+from prune.config import DTYPE_CHOICES
+from prune.cpu import cpu_model, native_bf16, resolve_dtype
 from prune.data import DEFAULT_DATA_DIR, load_split
 from workers.connection import connect
 from workers.store import CentroidStore
@@ -125,7 +127,7 @@ def interleave(variants: dict[str, Callable[[], float]], repeats: int) -> dict[s
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--unit-rows", type=click.IntRange(min=1), default=DEFAULT_UNIT_ROWS, show_default=True)
 @click.option("--prune", default="tuned", show_default=True, callback=prune_option)
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="bfloat16", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True)
 @click.option("--big-rows", type=click.IntRange(min=0), default=0, help="Also run one job of this many rows.")
 @click.option("--skip-scaling", is_flag=True, help="Skip the 1 vs 2 actors comparison.")
 @click.option("--skip-encoder", is_flag=True, help="Skip the job vs encoder comparison.")
@@ -146,11 +148,12 @@ def main(
 ) -> None:
     import ray
 
+    dtype = resolve_dtype(dtype)  # every variant runs the same, concrete dtype
     cores = os.cpu_count() or 1
     url = redis_url or embedded_redis.ensure_running()
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     client = connect(url)
-    encoder = Encoder(None, prune, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
+    encoder = Encoder(None, prune, EncoderOptions(dtype=dtype))
     add_tenant(CentroidStore(client, prefix), encoder, "acme", read_examples(EXAMPLES_DIR / "acme_examples.csv"))
     prune_dict = prune.to_dict() if prune else None
     work = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
@@ -187,6 +190,7 @@ def main(
     encoder.encode(texts[:2000])  # warm-up
     result: dict[str, Any] = {"rows": rows, "repeats": repeats, "unit_rows": unit_rows, "cores": cores}
     result["prune"], result["dtype"] = str(prune) if prune else None, dtype
+    result["machine"] = {"cpu": cpu_model(), "bf16_native": native_bf16()}
 
     if not skip_encoder:
         click.echo(f"[1] job (1 actor, {cores} CPUs) vs encoder alone ({cores} threads), {rows} rows", err=True)

@@ -21,7 +21,8 @@ import torch
 
 from jobs.options import csv_ints, prune_option
 from prune import Encoder, EncoderOptions
-from prune.config import DEFAULT_TOKEN_BUDGET
+from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES
+from prune.cpu import resolve_dtype
 from prune.data import DEFAULT_DATA_DIR, load_split
 from prune.timing import interleaved_seconds, median_ratios
 
@@ -35,7 +36,7 @@ from prune.timing import interleaved_seconds, median_ratios
 )
 @click.option("--baseline", type=click.IntRange(min=1), default=4096, show_default=True)
 @click.option("--prune", default="tuned", show_default=True, callback=prune_option)
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="bfloat16", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append a JSON record.")
 def main(
@@ -49,11 +50,12 @@ def main(
     threads: int,
     out: Path | None,
 ) -> None:
+    dtype = resolve_dtype(dtype)
     sizes = sorted(set(budgets) | {baseline})
     torch.set_num_threads(threads)
     source = load_split(data_dir, "banking77", "test").texts
     texts = [source[i % len(source)] for i in range(rows)]
-    encoders = {b: Encoder(None, prune, EncoderOptions(dtype=dtype, token_budget=b)) for b in sizes}  # type: ignore[arg-type]
+    encoders = {b: Encoder(None, prune, EncoderOptions(dtype=dtype, token_budget=b)) for b in sizes}
     for encoder in encoders.values():
         encoder.encode(texts[:500])  # warm-up: every batch shape's kernels built once
     times = interleaved_seconds({str(b): (lambda b=b: encoders[b].encode(texts)) for b in sizes}, repeats)
