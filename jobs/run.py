@@ -19,7 +19,7 @@ from typing import Any
 
 from jobs.plan import DEFAULT_UNIT_ROWS, Columns, Plan, cut_tail, plan
 from jobs.report import build_report
-from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES, PruneConfig
+from prune.config import DEFAULT_TOKEN_BUDGET, PruneConfig, check_dtype_choice
 from prune.model import check_model
 from workers.actor import ActorSettings
 from workers.connection import connect
@@ -47,8 +47,7 @@ class JobSpec:
     claim_idle_ms: int = 60_000
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_CHOICES:
-            raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {self.dtype!r}")
+        check_dtype_choice(self.dtype)  # resolved later, by each actor
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

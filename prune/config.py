@@ -11,6 +11,12 @@ DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)  # auto: bfloat16 where the CPU runs it natively (prune.cpu)
 
 
+def check_dtype_choice(dtype: str) -> None:
+    """A dtype as a user may ask for it, ``auto`` included."""
+    if dtype not in DTYPE_CHOICES:
+        raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {dtype!r}")
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     """Post-training token pruning (arXiv 2408.11799).

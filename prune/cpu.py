@@ -10,12 +10,13 @@ from __future__ import annotations
 import platform
 from functools import cache
 
-from prune.config import DTYPES, Dtype
+from prune.config import Dtype, check_dtype_choice
 
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 CPUINFO = "/proc/cpuinfo"
 
 
+@cache
 def _cpuinfo() -> str:
     try:
         with open(CPUINFO) as f:
@@ -42,7 +43,6 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     return _field(_cpuinfo() if cpuinfo is None else cpuinfo, "model name") or platform.processor() or "unknown"
 
 
-@cache
 def native_bf16(flags: frozenset[str] | None = None) -> bool:
     """Whether a CPU with these flags (default: this one) runs bf16 matmuls natively."""
     return bool((cpu_flags() if flags is None else flags) & BF16_FLAGS)
@@ -51,8 +51,7 @@ def native_bf16(flags: frozenset[str] | None = None) -> bool:
 def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
     """``auto`` -> bfloat16 where the CPU has native bf16 (``bf16``, default: this CPU), else
     float32; an explicit dtype is kept as it is."""
+    check_dtype_choice(dtype)
     if dtype == "auto":
         return "bfloat16" if (native_bf16() if bf16 is None else bf16) else "float32"
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {('auto', *DTYPES)}, got {dtype!r}")
     return dtype  # type: ignore[return-value]
