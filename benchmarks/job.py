@@ -106,6 +106,17 @@ def bare_processes(texts: list[str], prune: Any, dtype: str, n: int, stack: Exit
     return run
 
 
+def actor_breakdown(reports: list[dict[str, Any]]) -> dict[str, float]:
+    """Where a variant's wall time went, medians over its runs: encoding ms per row on each
+    actor, and the seconds an actor was not working on a unit (start-up, waiting at the end)."""
+    actors = [a for r in reports for a in r["actors"].values()]
+    return {
+        "encode_ms_per_row": statistics.median(1000 * a["encode_s"] / a["rows"] for a in actors),
+        "busy_ms_per_row": statistics.median(1000 * a["busy_s"] / a["rows"] for a in actors),
+        "idle_s": statistics.median(r["wall_s"] - a["busy_s"] for r in reports for a in r["actors"].values()),
+    }
+
+
 def median_rate(rows: int, seconds: list[float]) -> float:
     return rows / statistics.median(seconds)
 
@@ -224,6 +235,7 @@ def main(
             "bare_ratio": bare_ratio,
             "efficiency": job_ratio / bare_ratio,
             "seconds": t,
+            "actors": {name: actor_breakdown(reports[name]) for name in ("1 actor", "2 actors")},
         }
     ray.shutdown()
 
@@ -292,6 +304,11 @@ def print_summary(r: dict[str, Any]) -> None:
             f"{s['one_process_rows_per_s']:.0f} | {s['two_processes_rows_per_s']:.0f} | {s['bare_ratio']:.2f} |"
         )
         click.echo(f"\njob scaling / machine ceiling: {s['efficiency']:.2f}")
+        for name, b in s["actors"].items():
+            click.echo(
+                f"{name}: encode {b['encode_ms_per_row']:.3f} ms/row, busy {b['busy_ms_per_row']:.3f} ms/row, "
+                f"not on a unit {b['idle_s']:.1f}s per actor"
+            )
     if "big" in r:
         b = r["big"]
         actors = ", ".join(f"{v:.0f}" for v in b["actor_max_rss_mb"].values())
