@@ -109,11 +109,11 @@ def bare_processes(texts: list[str], prune: Any, dtype: str, n: int, stack: Exit
 def actor_breakdown(reports: list[dict[str, Any]]) -> dict[str, float]:
     """Where a variant's wall time went, medians over its runs: encoding ms per row on each
     actor, and the seconds an actor was not working on a unit (start-up, waiting at the end)."""
-    actors = [a for r in reports for a in r["actors"].values()]
+    runs = [(r["wall_s"], a) for r in reports for a in r["actors"].values()]
     return {
-        "encode_ms_per_row": statistics.median(1000 * a["encode_s"] / a["rows"] for a in actors),
-        "busy_ms_per_row": statistics.median(1000 * a["busy_s"] / a["rows"] for a in actors),
-        "idle_s": statistics.median(r["wall_s"] - a["busy_s"] for r in reports for a in r["actors"].values()),
+        "encode_ms_per_row": statistics.median(1000 * a["encode_s"] / a["rows"] for _, a in runs),
+        "busy_ms_per_row": statistics.median(1000 / a["busy_rows_per_s"] for _, a in runs),
+        "idle_s": statistics.median(wall - a["busy_s"] for wall, a in runs),
     }
 
 
