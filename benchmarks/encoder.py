@@ -26,8 +26,9 @@ from prune import Encoder, EncoderOptions, PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
 from prune.cpu import cpu_model, native_bf16
 from prune.model import default_model_dir
+from prune.search.data import DEFAULT_DATA_DIR
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DEFAULT_DATA = DEFAULT_DATA_DIR
 
 
 @dataclass

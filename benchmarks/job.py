@@ -36,17 +36,17 @@ import pyarrow.parquet as pq
 import torch
 
 from jobs import embedded_redis
+from jobs.cli.options import EXAMPLES_DIR, prune_option
 from jobs.examples_io import read_examples
-from jobs.options import EXAMPLES_DIR, prune_option
 from jobs.plan import DEFAULT_UNIT_ROWS, Columns
 from jobs.run import JobSpec, run_job
 from jobs.tenants import add_tenant
 from prune import Encoder, EncoderOptions
 from prune.config import DTYPE_CHOICES
 from prune.cpu import cpu_model, native_bf16, resolve_dtype
-from prune.data import DEFAULT_DATA_DIR, load_split
+from prune.search.data import DEFAULT_DATA_DIR, load_split
 from workers.connection import connect
-from workers.store import CentroidStore
+from workers.tenant_store import CentroidStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,10 +17,10 @@ from typing import Any
 import click
 import torch
 
-from jobs.options import csv_ints, prune_option
+from jobs.cli.options import csv_ints, prune_option
 from prune import Encoder, EncoderOptions
-from prune.data import DEFAULT_DATA_DIR, load_split
-from prune.timing import interleaved_seconds, median_ratios
+from prune.search.data import DEFAULT_DATA_DIR, load_split
+from prune.search.timing import interleaved_seconds, median_ratios
 
 
 @click.command()

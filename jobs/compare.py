@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from jobs.errors import ReportError
 from jobs.report import ran_dtypes
-from workers.storage import read_text, resolve
+from workers.parquet_io import read_text, resolve
 
 REPORT = "_report.json"
 
@@ -52,10 +53,6 @@ FIGURES: tuple[Figure, ...] = (
     Figure("actor max RSS MB", lambda r: max(_actors(r, "max_rss_mb"), default=None), "{:.0f}", False),
 )
 CONFIG_KEYS = ("model", "fingerprint", "prune", "dtype", "token_budget", "actors", "cpus_per_actor", "unit_rows")
-
-
-class ReportError(ValueError):
-    """A report that cannot be read; the message says where and why."""
 
 
 def load(path: str) -> Run:

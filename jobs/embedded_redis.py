@@ -19,11 +19,9 @@ from pathlib import Path
 
 import redis
 
+from jobs.errors import EmbeddedRedisError
+
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux
-
-
-class EmbeddedRedisError(RuntimeError):
-    pass
 
 
 def home() -> Path:

@@ -12,11 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.errors import ExamplesError
+
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-
-
-class ExamplesError(ValueError):
-    """The examples file cannot be used; the message says what to fix."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from workers.storage import Unit, resolve
+from jobs.errors import PlanError
+from workers.parquet_io import Unit, resolve
 
 STRING_TYPES = (pa.string(), pa.large_string())
 # Rows per work unit. The encoder sorts a unit's rows by length to batch them with little
@@ -29,10 +30,6 @@ DEFAULT_UNIT_ROWS = 5000
 TAIL_PIECES = 4
 
 
-class PlanError(ValueError):
-    """The input cannot be classified as given; the message lists every problem found."""
-
-
 @dataclass(frozen=True)
 class Columns:
     text: str = "text"
@@ -42,7 +39,7 @@ class Columns:
 
     def __post_init__(self) -> None:
         if (self.tenant is None) == (self.fixed_tenant is None):
-            raise ValueError("give either a tenant column or one tenant for all rows (--tenant), not both")
+            raise PlanError("give either a tenant column or one tenant for all rows (--tenant), not both")
 
 
 @dataclass(frozen=True)

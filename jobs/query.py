@@ -18,16 +18,13 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from workers.storage import resolve
+from jobs.errors import QueryError
+from workers.parquet_io import resolve
 
 VIEW = "labelled"
 BATCH_ROWS = 8192
 _OPS = ("<=", ">=", "!=", "=", "<", ">", "~")
 _WHERE = re.compile(r"^\s*([^<>=!~]+?)\s*(<=|>=|!=|==|=|<|>|~)\s*(.*?)\s*$", re.S)
-
-
-class QueryError(ValueError):
-    """A query that cannot run as given; the message says what was expected and what was found."""
 
 
 @dataclass(frozen=True)

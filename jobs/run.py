@@ -17,18 +17,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from jobs.errors import JobError
 from jobs.plan import DEFAULT_UNIT_ROWS, Columns, Plan, cut_tail, plan
 from jobs.report import build_report
 from prune.config import DEFAULT_TOKEN_BUDGET, PruneConfig, check_dtype_choice
 from prune.model import check_model
 from workers.actor import ActorSettings
 from workers.connection import connect
+from workers.parquet_io import read_text, resolve, write_text
 from workers.queue import WorkQueue
-from workers.storage import read_text, resolve, write_text
-
-
-class JobError(RuntimeError):
-    """The job cannot start or cannot finish; the message says why."""
 
 
 @dataclass(frozen=True)

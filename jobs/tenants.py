@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from jobs.examples_io import Examples
 from prune.head import fit_head
-from workers.store import CentroidStore, TenantRecord, validate_tenant_id
+from workers.tenant_store import CentroidStore, TenantRecord, validate_tenant_id
 
 if TYPE_CHECKING:
     from prune import Encoder

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from typing import TYPE_CHECKING, Any
 
 from prune.config import EncoderOptions, PruneConfig
-from prune.model import ModelError
+from prune.errors import ModelError
 
 if TYPE_CHECKING:
     from prune.encoder import Encoder, EncodeResult

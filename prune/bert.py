@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prune.model import BertConfig, ModelError
+from prune.errors import ModelError
+from prune.model import BertConfig
 
 _ACTIVATIONS = {
     "gelu": F.gelu,

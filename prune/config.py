@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from prune.errors import ConfigError
+
 Dtype = Literal["float32", "bfloat16"]
 DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)  # auto: bfloat16 where the CPU runs it natively (prune.cpu)
@@ -14,7 +16,7 @@ DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)  # auto: bfloat16 where the C
 def check_dtype_choice(dtype: str) -> None:
     """A dtype as a user may ask for it, ``auto`` included."""
     if dtype not in DTYPE_CHOICES:
-        raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {dtype!r}")
+        raise ConfigError(f"dtype must be one of {DTYPE_CHOICES}, got {dtype!r}")
 
 
 @dataclass(frozen=True)
@@ -34,15 +36,15 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_tokens, int) or self.min_tokens < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"min_tokens (s) must be an integer >= 2 ([CLS] and [SEP] are always kept), got {self.min_tokens!r}"
             )
         if not 0.0 <= float(self.quantile) < 1.0:
-            raise ValueError(f"quantile (q) must be in [0, 1), got {self.quantile!r}")
+            raise ConfigError(f"quantile (q) must be in [0, 1), got {self.quantile!r}")
         if not isinstance(self.layer, int) or self.layer < 1:
-            raise ValueError(f"layer (l) must be an integer >= 1, got {self.layer!r}")
+            raise ConfigError(f"layer (l) must be an integer >= 1, got {self.layer!r}")
         if not isinstance(self.score, str) or not self.score:
-            raise ValueError(f"score must be a non-empty name, got {self.score!r}")
+            raise ConfigError(f"score must be a non-empty name, got {self.score!r}")
 
     def __str__(self) -> str:
         return f"s={self.min_tokens},q={self.quantile:g},l={self.layer},score={self.score}"
@@ -54,7 +56,7 @@ class PruneConfig:
         for part in text.split(","):
             m = re.fullmatch(r"\s*(\w+)\s*=\s*([^\s]+)\s*", part)
             if not m:
-                raise ValueError(
+                raise ConfigError(
                     f"cannot parse prune config {text!r}: expected 's=INT,q=FLOAT,l=INT' "
                     f"with an optional ',score=NAME', e.g. 's=15,q=0.8,l=1'"
                 )
@@ -64,7 +66,7 @@ class PruneConfig:
         unknown = set(fields) - {"s", "q", "l", "score"}
         missing = {"s", "q", "l"} - set(fields)
         if unknown or missing:
-            raise ValueError(
+            raise ConfigError(
                 f"prune config {text!r}: unknown keys {sorted(unknown)}, missing keys "
                 f"{sorted(missing)}; expected 's=INT,q=FLOAT,l=INT[,score=NAME]'"
             )
@@ -76,12 +78,12 @@ class PruneConfig:
                 score=fields.get("score", "attention"),
             )
         except ValueError as exc:
-            raise ValueError(f"prune config {text!r}: {exc}") from exc
+            raise ConfigError(f"prune config {text!r}: {exc}") from exc
 
     def check_layers(self, num_layers: int) -> None:
         """Pruning happens after a layer that has a layer after it."""
         if not 1 <= self.layer < num_layers:
-            raise ValueError(
+            raise ConfigError(
                 f"prune layer l={self.layer} is out of range for a {num_layers}-layer model; use 1..{num_layers - 1}"
             )
 
@@ -109,8 +111,8 @@ class EncoderOptions:
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+            raise ConfigError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.token_budget, int) or self.token_budget < 1:
-            raise ValueError(f"token_budget must be a positive integer, got {self.token_budget!r}")
+            raise ConfigError(f"token_budget must be a positive integer, got {self.token_budget!r}")
         if not isinstance(self.max_batch_rows, int) or self.max_batch_rows < 1:
-            raise ValueError(f"max_batch_rows must be a positive integer, got {self.max_batch_rows!r}")
+            raise ConfigError(f"max_batch_rows must be a positive integer, got {self.max_batch_rows!r}")

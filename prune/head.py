@@ -18,6 +18,8 @@ from typing import Literal
 
 import numpy as np
 
+from prune.errors import ConfigError
+
 HeadKind = Literal["centroid", "linear"]
 HEAD_KINDS: tuple[str, ...] = ("centroid", "linear")
 
@@ -32,7 +34,7 @@ class Head:
 
     def __post_init__(self) -> None:
         if self.kind not in HEAD_KINDS:
-            raise ValueError(f"head kind must be one of {HEAD_KINDS}, got {self.kind!r}")
+            raise ConfigError(f"head kind must be one of {HEAD_KINDS}, got {self.kind!r}")
         c = len(self.labels)
         if c == 0:
             raise ValueError("a head needs at least one label")
@@ -97,7 +99,7 @@ def centroid_head(embeddings: np.ndarray, labels: Sequence[str], oos_threshold: 
     if len(labels) != len(embeddings):
         raise ValueError(f"{len(embeddings)} embeddings but {len(labels)} labels")
     if len(labels) == 0:
-        raise ValueError("no examples: a head needs at least one example per intent")
+        raise ConfigError("no examples: a head needs at least one example per intent")
     names = tuple(sorted(set(labels)))
     index = {name: i for i, name in enumerate(names)}
     x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-12)
@@ -151,4 +153,4 @@ def fit_head(kind: str, embeddings: np.ndarray, labels: Sequence[str], oos_thres
         return centroid_head(embeddings, labels, oos_threshold)
     if kind == "linear":
         return linear_head(embeddings, labels, oos_threshold)
-    raise ValueError(f"head kind must be one of {HEAD_KINDS}, got {kind!r}")
+    raise ConfigError(f"head kind must be one of {HEAD_KINDS}, got {kind!r}")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from prune.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class LayerTrace:
@@ -59,7 +61,7 @@ SCORES: dict[str, ImportanceScore] = {
 
 def get_score(name: str) -> ImportanceScore:
     if name not in SCORES:
-        raise ValueError(f"unknown importance score {name!r}; available: {sorted(SCORES)}")
+        raise ConfigError(f"unknown importance score {name!r}; available: {sorted(SCORES)}")
     return SCORES[name]
 
 

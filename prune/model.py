@@ -11,15 +11,13 @@ from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer
 
+from prune.errors import ModelError
+
 if TYPE_CHECKING:  # torch is imported where weights are read: the CLI driver never needs it
     import torch
 
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 SUPPORTED_MODEL_TYPES = ("bert",)
-
-
-class ModelError(ValueError):
-    """The model directory is missing, incomplete or of an unsupported kind."""
 
 
 def default_model_dir() -> Path:

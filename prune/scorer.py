@@ -8,21 +8,22 @@ the mean along e, so a token with a small c_j moves the embedding least). It is 
 on unlabelled texts, with a listwise loss (ListNet: per-sentence softmax of the z-scored
 targets against the softmax of the predictions), one scorer per possible pruning layer, and
 stored in one safetensors file keyed by the model fingerprint: beside the model
-(``<model>/token_scorer.safetensors``) or shipped in ``prune/scorers/<fingerprint>.safetensors``.
+(``<model>/token_scorer.safetensors``), in the user's folder (``jobs train-scorer``'s default
+output, ``<JOBS_HOME>/scorers/<fingerprint>.safetensors``) or shipped in
+``prune/scorers/<fingerprint>.safetensors``. Training lives in ``prune.search.train_scorer``.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from prune.errors import ConfigError
 from prune.importance import ImportanceScore, LayerTrace
+from prune.user_files import user_dir
 
 PACKAGED_DIR = Path(__file__).with_name("scorers")
 BESIDE_MODEL = "token_scorer.safetensors"
@@ -37,8 +38,19 @@ class TokenScorer(nn.Module):
         return self.net(h.float()).squeeze(-1)  # [..., D] -> [...]
 
 
+def user_scorer_path(fingerprint: str) -> Path:
+    """Where `jobs train-scorer` writes by default."""
+    return user_dir() / "scorers" / f"{fingerprint}.safetensors"
+
+
 def scorer_path(model_dir: Path, fingerprint: str) -> Path | None:
-    for candidate in (Path(model_dir) / BESIDE_MODEL, PACKAGED_DIR / f"{fingerprint}.safetensors"):
+    """The scorer for this model: beside it, then the user's folder, then the packaged one."""
+    candidates = (
+        Path(model_dir) / BESIDE_MODEL,
+        user_scorer_path(fingerprint),
+        PACKAGED_DIR / f"{fingerprint}.safetensors",
+    )
+    for candidate in candidates:
         if candidate.exists():
             return candidate
     return None
@@ -48,7 +60,7 @@ def learned_score(model_dir: Path, fingerprint: str, layer: int) -> ImportanceSc
     """The trained scorer for this model and layer, as an importance score."""
     path = scorer_path(model_dir, fingerprint)
     if path is None:
-        raise ValueError(
+        raise ConfigError(
             f"no learned token scorer for model {fingerprint}: train one with "
             f"`jobs train-scorer --model {model_dir}` (or use score=attention / score=norm)"
         )
@@ -57,12 +69,12 @@ def learned_score(model_dir: Path, fingerprint: str, layer: int) -> ImportanceSc
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     if meta.get("fingerprint") != fingerprint:
-        raise ValueError(f"{path} was trained for model {meta.get('fingerprint')}, not {fingerprint}; retrain it")
+        raise ConfigError(f"{path} was trained for model {meta.get('fingerprint')}, not {fingerprint}; retrain it")
     state = load_file(str(path))
     prefix = f"layer{layer}."
     mine = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
     if not mine:
-        raise ValueError(f"{path} has no scorer for layer {layer}; layers: {sorted({k.split('.')[0] for k in state})}")
+        raise ConfigError(f"{path} has no scorer for layer {layer}; layers: {sorted({k.split('.')[0] for k in state})}")
     scorer = TokenScorer(int(meta["dim"]), int(meta["hidden"]))
     scorer.load_state_dict(mine)
     scorer.eval().requires_grad_(False)
@@ -71,96 +83,3 @@ def learned_score(model_dir: Path, fingerprint: str, layer: int) -> ImportanceSc
         return scorer(trace.hidden)  # [B, T]
 
     return ImportanceScore("learned", False, score, f"learned scorer ({path.name}), layer {layer}")
-
-
-def _collect(encoder, texts: Sequence[str]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
-    """Per layer 1..N-1, the hidden states of every non-special token [M, D]; targets [M]; sentence ids [M]."""
-    feats: list[list[torch.Tensor]] = [[] for _ in range(encoder.num_layers - 1)]
-    targets, groups = [], []
-    sentence = 0
-    for states, mask, emb in encoder.hidden_states(texts):
-        n = mask.sum(1)  # [B]
-        c = (states[-1] * emb[:, None, :]).sum(-1) / n[:, None]  # [B, T] contribution to the embedding
-        inner = mask.clone()
-        inner[:, 0] = False
-        inner[torch.arange(len(n)), n - 1] = False  # [CLS] and [SEP] are always kept: not ranked
-        for layer in range(1, encoder.num_layers):
-            feats[layer - 1].append(states[layer][inner])
-        targets.append(c[inner])
-        groups.append((torch.arange(len(n))[:, None].expand_as(inner) + sentence)[inner])
-        sentence += len(n)
-    return [torch.cat(f) for f in feats], torch.cat(targets), torch.cat(groups)
-
-
-def _segment_log_softmax(x: torch.Tensor, seg: torch.Tensor, nseg: int) -> torch.Tensor:
-    top = torch.full((nseg,), float("-inf")).scatter_reduce(0, seg, x, "amax")
-    z = x - top[seg]
-    return z - torch.zeros(nseg).index_add(0, seg, z.exp()).log()[seg]
-
-
-def _zscore(x: torch.Tensor, seg: torch.Tensor, nseg: int) -> torch.Tensor:
-    count = torch.zeros(nseg).index_add(0, seg, torch.ones_like(x)).clamp(min=1)
-    mean = torch.zeros(nseg).index_add(0, seg, x) / count
-    var = torch.zeros(nseg).index_add(0, seg, (x - mean[seg]) ** 2) / count
-    return (x - mean[seg]) / (var.sqrt()[seg] + 1e-6)
-
-
-def listnet_loss(pred: torch.Tensor, target_z: torch.Tensor, seg: torch.Tensor, nseg: int) -> torch.Tensor:
-    p = _segment_log_softmax(target_z, seg, nseg).exp()
-    return -(p * _segment_log_softmax(pred, seg, nseg)).sum() / nseg
-
-
-def train_scorers(
-    encoder,  # type: ignore[no-untyped-def]
-    texts: Sequence[str],
-    out: Path,
-    steps: int = 300,
-    hidden: int = 64,
-    seed: int = 0,
-    log=print,  # type: ignore[no-untyped-def]
-) -> dict[str, float]:
-    """Train one scorer per layer 1..N-1 on unlabelled texts; returns held-out losses per layer."""
-    torch.manual_seed(seed)
-    texts = list(texts)
-    random.Random(seed).shuffle(texts)
-    feats, target, seg = _collect(encoder, texts)
-    nseg = int(seg.max()) + 1
-    z = _zscore(target, seg, nseg)
-    held = seg % 10 == 0  # 10% of the sentences for a held-out check
-    ids_tr = torch.unique(seg[~held], return_inverse=True)[1]
-    ids_te = torch.unique(seg[held], return_inverse=True)[1]
-    n_tr, n_te = int(ids_tr.max()) + 1, int(ids_te.max()) + 1
-    state: dict[str, torch.Tensor] = {}
-    report: dict[str, float] = {}
-    for layer, x in enumerate(feats, start=1):
-        scorer = TokenScorer(x.shape[1], hidden)
-        opt = torch.optim.Adam(scorer.parameters(), lr=3e-3)
-        with torch.enable_grad():
-            for _ in range(steps):
-                opt.zero_grad()
-                loss = listnet_loss(scorer(x[~held]), z[~held], ids_tr, n_tr)
-                loss.backward()
-                opt.step()
-        with torch.no_grad():
-            test = float(listnet_loss(scorer(x[held]), z[held], ids_te, n_te))
-            norm = float(listnet_loss(x[held].norm(dim=-1), z[held], ids_te, n_te))
-            floor = float(listnet_loss(z[held], z[held], ids_te, n_te))
-        report[f"layer{layer}"] = test
-        log(f"layer {layer}: held-out ListNet loss {test:.4f} (hidden-norm ranking {norm:.4f}, perfect {floor:.4f})")
-        state.update({f"layer{layer}.{k}": v.detach().contiguous() for k, v in scorer.state_dict().items()})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(
-        state,
-        str(out),
-        metadata={
-            "fingerprint": encoder.fingerprint,
-            "dim": str(encoder.dim),
-            "hidden": str(hidden),
-            "target": "contribution to the final pooled embedding, z-scored per sentence",
-            "texts": str(len(texts)),
-            "tokens": str(len(target)),
-            "steps": str(steps),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-    )
-    return report

@@ -2,14 +2,19 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from prune.search.data import DEFAULT_DATA_DIR
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the tests never read nor write the user's own tuned config or scorers
+os.environ["JOBS_HOME"] = tempfile.mkdtemp(prefix="jobs-home-")
 
 REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("JOBS_DATA_DIR", REPO.parent / "shared" / "datasets"))
+DATA_DIR = DEFAULT_DATA_DIR  # the copy shipped in the package: nothing outside the clone
 
 
 def read_jsonl(path: Path) -> list[dict[str, str]]:
@@ -21,7 +26,7 @@ def read_jsonl(path: Path) -> list[dict[str, str]]:
 def banking_test() -> list[dict[str, str]]:
     path = DATA_DIR / "banking77" / "test.jsonl"
     if not path.exists():
-        pytest.fail(f"{path} is missing: the tests expect ../shared/datasets beside the repository")
+        pytest.fail(f"{path} is missing: the package ships the datasets in prune/search/datasets")
     return read_jsonl(path)
 
 

@@ -169,7 +169,8 @@ def test_tune_never_reads_test(tiny_data: Path, tmp_path: Path) -> None:
 def test_learned_scorer_trains_loads_and_prunes(model_dir: Path, tmp_path: Path, banking_texts: list[str]) -> None:
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
-    from prune.scorer import BESIDE_MODEL, train_scorers
+    from prune.scorer import BESIDE_MODEL
+    from prune.search.train_scorer import train_scorers
 
     enc = Encoder(copy)
     losses = train_scorers(enc, banking_texts[:300], copy / BESIDE_MODEL, steps=20, log=lambda m: None)
@@ -184,6 +185,7 @@ def test_learned_scorer_missing_is_a_clear_error(model_dir: Path, tmp_path: Path
     import prune.scorer
 
     monkeypatch.setattr(prune.scorer, "PACKAGED_DIR", tmp_path / "none")
+    monkeypatch.setenv("JOBS_HOME", str(tmp_path / "home"))
     with pytest.raises(ValueError, match="train-scorer"):
         Encoder(model_dir, PruneConfig(4, 0.5, 2, "learned"))
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from prune.config import PruneConfig
-from prune.metrics import choose_threshold, classification_metrics, oos_metrics
-from prune.sampling import after_k, k_shot
-from prune.tune import Measurement, select, with_drops
+from prune.search.metrics import choose_threshold, classification_metrics, oos_metrics
+from prune.search.sampling import after_k, k_shot
+from prune.search.tune import Measurement, select, with_drops
 
 LABELS = ["a"] * 6 + ["b"] * 6 + ["c"] * 2 + ["oos"] * 3
 

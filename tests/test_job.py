@@ -21,7 +21,7 @@ from tests.conftest import REPO
 from tests.jobdata import read_output_ids, write_logs
 from workers.connection import connect
 from workers.queue import WorkQueue
-from workers.store import CentroidStore
+from workers.tenant_store import CentroidStore
 
 pytestmark = pytest.mark.slow
 

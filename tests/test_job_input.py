@@ -132,7 +132,7 @@ def test_failing_unit_is_dead_lettered_and_reported(tmp_path: Path, redis_url: s
         pa.table({"id": ["g1", "g2"], "tenant": ["good", "good"], "text": ["hi", "card"]}), folder / "z-good.parquet"
     )
     from prune.head import centroid_head
-    from workers.store import CentroidStore
+    from workers.tenant_store import CentroidStore
 
     client = connect(redis_url)
     store = CentroidStore(client, prefix)

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.plan import TAIL_PIECES, Columns, Plan, cut_tail, plan
-from workers.storage import read_unit
+from workers.parquet_io import read_unit
 
 
 def write_groups(path: Path, sizes: list[int]) -> list[str]:

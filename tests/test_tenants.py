@@ -21,7 +21,7 @@ from prune import Encoder
 from prune.head import centroid_head, linear_head
 from tests.conftest import DATA_DIR, REDIS_PASSWORD, read_jsonl
 from workers.connection import RedisUnavailable, connect
-from workers.store import CentroidStore, FingerprintMismatch, UnknownTenant
+from workers.tenant_store import CentroidStore, FingerprintMismatch, UnknownTenant
 
 REPO = Path(__file__).resolve().parent.parent
 

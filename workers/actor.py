@@ -51,7 +51,7 @@ class ClassifierWorker:
         from workers.classify import HeadCache
         from workers.connection import connect
         from workers.queue import WorkQueue
-        from workers.store import CentroidStore
+        from workers.tenant_store import CentroidStore
 
         torch.set_num_threads(1)  # one thread per stream, settings.cpus streams
         self.settings = settings
@@ -81,7 +81,7 @@ class ClassifierWorker:
 
     def process(self, unit_dict: dict[str, Any]) -> dict[str, Any]:
         from workers.classify import classify_table
-        from workers.storage import Unit, read_unit, write_part
+        from workers.parquet_io import Unit, read_unit, write_part
 
         s = self.settings
         unit = Unit.from_dict(unit_dict)

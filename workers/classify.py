@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from prune import Encoder
 from prune.head import Head
-from workers.store import CentroidStore, FingerprintMismatch, TenantRecord, UnknownTenant
+from workers.tenant_store import CentroidStore, FingerprintMismatch, TenantRecord, UnknownTenant
 
 OK, OUT_OF_SCOPE, UNKNOWN_TENANT, EMPTY_TEXT, MODEL_MISMATCH = (
     "ok",

@@ -7,11 +7,9 @@ from urllib.parse import urlsplit
 
 import redis
 
+from workers.errors import InvalidName, RedisUnavailable
+
 SCHEMES = ("redis", "rediss", "unix")
-
-
-class RedisUnavailable(ConnectionError):
-    """Redis cannot be reached, or refused our credentials."""
 
 
 def redact(url: str) -> str:
@@ -24,7 +22,7 @@ def connect(url: str, timeout: float = 5.0) -> redis.Redis:
     """A client for ``url`` (redis://, rediss://, unix://), checked with a PING."""
     scheme = urlsplit(url).scheme
     if scheme not in SCHEMES:
-        raise ValueError(
+        raise InvalidName(
             f"Redis URL {redact(url)!r} has scheme {scheme!r}; expected one of "
             f"{', '.join(s + '://' for s in SCHEMES)} (e.g. redis://:PASSWORD@host:6379/0)"
         )

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from prune.config import PruneConfig
-from prune.data import OOS_LABEL, Split
 from prune.encoder import Encoder
+from prune.errors import ConfigError
 from prune.head import HEAD_KINDS, fit_head
-from prune.metrics import choose_threshold, classification_metrics, oos_metrics
-from prune.sampling import after_k, k_shot
+from prune.search.data import OOS_LABEL, Split
+from prune.search.metrics import choose_threshold, classification_metrics, oos_metrics
+from prune.search.sampling import after_k, k_shot
 
 METRICS = (
     "accuracy",
@@ -45,14 +46,14 @@ class Variant:
         dtype_name, _, prune_text = text.partition(":")
         dtypes = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
         if dtype_name not in dtypes:
-            raise ValueError(
+            raise ConfigError(
                 f"encoder variant {text!r}: expected DTYPE[:PRUNE] with DTYPE fp32 or bf16 and PRUNE "
                 f"'s=INT,q=FLOAT,l=INT[,score=NAME]', 'tuned' or 'none', e.g. 'bf16:s=15,q=0.8,l=1'"
             )
         prune: PruneConfig | None = None
         if prune_text == "tuned":
             if tuned is None:
-                raise ValueError("no tuned default is available")
+                raise ConfigError("no tuned default is available")
             prune = tuned()
         elif prune_text and prune_text != "none":
             prune = PruneConfig.parse(prune_text)
@@ -68,12 +69,12 @@ class EvalSettings:
 
     def __post_init__(self) -> None:
         if not self.shots or min(self.shots) < 1:
-            raise ValueError(f"shots must be positive integers, got {self.shots}")
+            raise ConfigError(f"shots must be positive integers, got {self.shots}")
         if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         bad = set(self.heads) - set(HEAD_KINDS)
         if bad or not self.heads:
-            raise ValueError(f"heads must be among {HEAD_KINDS}, got {self.heads}")
+            raise ConfigError(f"heads must be among {HEAD_KINDS}, got {self.heads}")
 
 
 @dataclass(frozen=True)

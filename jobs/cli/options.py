@@ -13,12 +13,12 @@ from prune import EncoderOptions, PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES
 from prune.cpu import resolve_dtype
 from workers.connection import connect
-from workers.store import CentroidStore
+from workers.tenant_store import CentroidStore
 
 if TYPE_CHECKING:
     from prune import Encoder
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 DTYPE_HELP = (
     "bfloat16 runs matmuls in bf16 (about 2x faster on CPUs with AMX or AVX512-BF16, several times "
     "slower without); auto picks it only where the CPU has it natively, else float32."

@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from prune.data import OOS_LABEL
+from prune.errors import ConfigError
+from prune.search.data import OOS_LABEL
 
 
 def intent_orders(labels: Sequence[str], seed: int) -> dict[str, list[int]]:
@@ -26,7 +27,7 @@ def intent_orders(labels: Sequence[str], seed: int) -> dict[str, list[int]]:
 def k_shot(labels: Sequence[str], k: int, seed: int) -> list[int]:
     """Indices of k examples per intent (all of them if an intent has fewer)."""
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise ConfigError(f"k must be >= 1, got {k}")
     return [i for order in intent_orders(labels, seed).values() for i in order[:k]]
 
 

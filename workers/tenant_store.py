@@ -23,6 +23,7 @@ import numpy as np
 import redis
 
 from prune.head import Head
+from workers.errors import CorruptTenant, FingerprintMismatch, InvalidName, UnknownTenant
 
 FORMAT = "1"
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -39,24 +40,11 @@ return version
 """
 
 
-class UnknownTenant(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class FingerprintMismatch(ValueError):
-    """A tenant's head was built with another model than the encoder that wants to use it."""
-
-
-class CorruptTenant(ValueError):
-    """A stored head does not decode (wrong sizes, unknown format)."""
-
-
 def validate_tenant_id(tenant: str) -> str:
     if not isinstance(tenant, str) or not TENANT_ID.fullmatch(tenant):
         shown = tenant if not isinstance(tenant, str) or len(tenant) <= 40 else tenant[:40] + "..."
         length = len(tenant) if isinstance(tenant, str) else "n/a"
-        raise ValueError(
+        raise InvalidName(
             f"invalid tenant id {shown!r} (length {length}): use 1-64 characters from "
             f"A-Z a-z 0-9 _ . - starting with a letter or digit, e.g. 'acme' or 'acme-eu.2'"
         )
@@ -93,7 +81,7 @@ class TenantRecord:
 class CentroidStore:
     def __init__(self, client: redis.Redis, prefix: str = "fsj") -> None:
         if not PREFIX.fullmatch(prefix):
-            raise ValueError(f"invalid key prefix {prefix!r}: use 1-64 characters from A-Z a-z 0-9 _ . : -")
+            raise InvalidName(f"invalid key prefix {prefix!r}: use 1-64 characters from A-Z a-z 0-9 _ . : -")
         self.client = client
         self.prefix = prefix
         self._put = client.register_script(_PUT)

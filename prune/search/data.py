@@ -6,8 +6,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from prune.errors import DataError
+
 OOS_LABEL = "oos"
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+# BANKING77 (CC BY 4.0) and CLINC150 (CC BY 3.0), shipped with the package; each folder has its SOURCE.md
+DEFAULT_DATA_DIR = Path(__file__).resolve().with_name("datasets")
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Split:
 def load_split(data_dir: str | Path, dataset: str, split: str) -> Split:
     path = Path(data_dir) / dataset / f"{split}.jsonl"
     if not path.exists():
-        raise FileNotFoundError(
+        raise DataError(
             f"{path} not found: expected {dataset}/{split}.jsonl under the data folder "
             f"(--data-dir, default {DEFAULT_DATA_DIR})"
         )
@@ -40,7 +43,7 @@ def load_split(data_dir: str | Path, dataset: str, split: str) -> Split:
                 continue
             row = json.loads(line)
             if not isinstance(row.get("text"), str) or not isinstance(row.get("label"), str):
-                raise ValueError(f'{path}:{n}: expected {{"text": str, "label": str}}, got {line[:80]!r}')
+                raise DataError(f'{path}:{n}: expected {{"text": str, "label": str}}, got {line[:80]!r}')
             texts.append(row["text"])
             labels.append(row["label"])
     return Split(texts, labels)

@@ -7,18 +7,15 @@ from pathlib import Path
 import click
 
 from jobs import embedded_redis
+from jobs.cli.options import EXAMPLES_DIR, job_encoder_options, redis_options
+from jobs.errors import JobIncomplete
 from jobs.examples_io import read_examples
-from jobs.options import EXAMPLES_DIR, job_encoder_options, redis_options
 from jobs.plan import DEFAULT_UNIT_ROWS
 from jobs.tenants import add_tenant
 from prune import PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
 from workers.connection import connect
-from workers.store import CentroidStore
-
-
-class JobIncomplete(RuntimeError):
-    """The job ended with units that failed (dead-lettered): no _SUCCESS."""
+from workers.tenant_store import CentroidStore
 
 
 @click.group()

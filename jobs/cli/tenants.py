@@ -7,12 +7,12 @@ import json
 import click
 
 from jobs import embedded_redis
+from jobs.cli.options import build_encoder, encoder_options, open_store, redis_options
 from jobs.examples_io import read_examples
-from jobs.options import build_encoder, encoder_options, open_store, redis_options
 from jobs.tenants import add_tenant
 from prune import PruneConfig
 from prune.head import HEAD_KINDS
-from workers.store import UnknownTenant
+from workers.tenant_store import UnknownTenant
 
 
 @click.group()
@@ -56,7 +56,7 @@ def tenants_add(
     redis_prefix: str,
 ) -> None:
     """Build TENANT's head from its examples and store it (replacing any previous version)."""
-    from workers.store import validate_tenant_id
+    from workers.tenant_store import validate_tenant_id
 
     validate_tenant_id(tenant)
     wanted = [i.strip() for i in intents.split(",") if i.strip()] if intents else None

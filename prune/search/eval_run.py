@@ -13,10 +13,11 @@ import torch
 from tqdm import tqdm
 
 from prune.config import EncoderOptions
-from prune.data import has_split, load_split
 from prune.encoder import Encoder
-from prune.evaluate import EvalSettings, Variant, evaluate_variant, in_scope_texts
-from prune.timing import interleaved_seconds, median_ratios
+from prune.errors import ConfigError, DataError
+from prune.search.data import has_split, load_split
+from prune.search.evaluate import EvalSettings, Variant, evaluate_variant, in_scope_texts
+from prune.search.timing import interleaved_seconds, median_ratios
 
 
 def encoders_for(variants: Sequence[Variant], model: str | None) -> dict[str, Encoder]:
@@ -42,14 +43,14 @@ def run_eval(
     progress: Callable[..., object] = tqdm,
 ) -> dict[str, Any]:
     if not variants:
-        raise ValueError("give at least one encoder variant (--config)")
+        raise ConfigError("give at least one encoder variant (--config)")
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
-        raise ValueError(f"encoder variants must be distinct, got {names}")
+        raise ConfigError(f"encoder variants must be distinct, got {names}")
     splits = {}
     for ds in datasets:
         if not has_split(data_dir, ds, split):
-            raise FileNotFoundError(f"{Path(data_dir) / ds / (split + '.jsonl')} not found")
+            raise DataError(f"{Path(data_dir) / ds / (split + '.jsonl')} not found")
         splits[ds] = (load_split(data_dir, ds, "train"), load_split(data_dir, ds, split))
     encoders = encoders_for(variants, model)
     results: list[dict[str, Any]] = []

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from prune.config import PruneConfig
-from prune.data import OOS_LABEL, Split, has_split, load_split
 from prune.encoder import Encoder
-from prune.evaluate import EvalSettings, encode_for_eval, score_runs
-from prune.timing import interleaved_seconds, median_ratios
+from prune.errors import ConfigError
+from prune.search.data import OOS_LABEL, Split, has_split, load_split
+from prune.search.evaluate import EvalSettings, encode_for_eval, score_runs
+from prune.search.timing import interleaved_seconds, median_ratios
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,9 @@ def feasible(
         return [m for m in measurements if m.worst_drop <= max_drop + 1e-9]
     if mode == "budget":
         if token_budget is None:
-            raise ValueError("mode 'budget' needs a token budget (fraction of tokens kept, e.g. 0.7)")
+            raise ConfigError("mode 'budget' needs a token budget (fraction of tokens kept, e.g. 0.7)")
         return [m for m in measurements if m.tokens_kept <= token_budget + 1e-9]
-    raise ValueError(f"mode must be 'speed' or 'budget', got {mode!r}")
+    raise ConfigError(f"mode must be 'speed' or 'budget', got {mode!r}")
 
 
 def select(
@@ -154,14 +155,14 @@ def select(
     """The selection rule (see the module doc); candidates in speed mode must have been timed."""
     ok = feasible(measurements, mode, max_drop, token_budget)
     if not ok:
-        raise ValueError(
+        raise ConfigError(
             f"no config satisfies the constraint (mode {mode}, max drop {max_drop} pt, token budget {token_budget}); "
             f"include the unpruned baseline or relax it"
         )
     if mode == "speed":
         untimed = [m for m in ok if m.speedup is None]
         if untimed:
-            raise ValueError(f"{len(untimed)} feasible configs were not timed")
+            raise ConfigError(f"{len(untimed)} feasible configs were not timed")
         return max(ok, key=lambda m: (m.speedup, -m.worst_drop))  # type: ignore[return-value, arg-type]
     return max(ok, key=lambda m: (-m.worst_drop, m.mean_accuracy, -m.tokens_kept))
 
@@ -214,7 +215,7 @@ def run_tune(
         configs = [c for c in configs if c.score != "learned"]
     for c in configs:
         if c.layer >= base.num_layers:
-            raise ValueError(f"grid layer {c.layer} is out of range for a {base.num_layers}-layer model")
+            raise ConfigError(f"grid layer {c.layer} is out of range for a {base.num_layers}-layer model")
     baseline = measure(base, tasks, settings)
     with_drops(baseline, baseline)
     measured = [baseline]
@@ -256,15 +257,16 @@ def run_tune(
 
 
 def write_default_file(report: dict[str, Any], command: str, data_dir: str | Path) -> Path:
-    """Ship the chosen config with its provenance (data, date, command, figures)."""
+    """The chosen config with its provenance (data, date, command, figures), as the user's
+    ``--prune tuned`` from now on."""
     import json
     from datetime import UTC, datetime
 
-    from prune.tuned import TUNED_FILE
+    from prune.tuned import user_tuned_file
 
     chosen = report["chosen"]
     if chosen["config"] is None:
-        raise ValueError("the search chose the unpruned encoder: nothing to ship as a pruning default")
+        raise ConfigError("the search chose the unpruned encoder: nothing to ship as a pruning default")
     record = {
         "config": chosen["config"],
         "provenance": {
@@ -283,5 +285,7 @@ def write_default_file(report: dict[str, Any], command: str, data_dir: str | Pat
             "baseline_accuracy": report["baseline"]["accuracy"],
         },
     }
-    TUNED_FILE.write_text(json.dumps(record, indent=2) + "\n")
-    return TUNED_FILE
+    path = user_tuned_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path

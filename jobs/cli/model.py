@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from jobs.options import DTYPE_HELP, build_encoder, csv_ints, csv_of, encoder_options
+from jobs.cli.options import DTYPE_HELP, build_encoder, csv_ints, csv_of, encoder_options
 from prune import PruneConfig
 from prune.config import DTYPE_CHOICES
 from prune.cpu import resolve_dtype
-from prune.data import DEFAULT_DATA_DIR
 from prune.head import HEAD_KINDS
+from prune.search.data import DEFAULT_DATA_DIR
 
 
 @click.command()
@@ -76,8 +76,8 @@ def eval_command(
     markdown: str | None,
 ) -> None:
     """Few-shot accuracy, F1, OOS and speed of encoder variants side by side."""
-    from prune.eval_run import render_markdown, run_eval
-    from prune.evaluate import EvalSettings, Variant
+    from prune.search.eval_run import render_markdown, run_eval
+    from prune.search.evaluate import EvalSettings, Variant
     from prune.tuned import tuned_default
 
     variants = [Variant.parse(c, tuned_default) for c in configs]
@@ -130,7 +130,11 @@ def eval_command(
 )
 @click.option("--model", type=click.Path(file_okay=False), default=None)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
-@click.option("--write-default", is_flag=True, help="Ship the chosen config as the package default.")
+@click.option(
+    "--write-default",
+    is_flag=True,
+    help="Make the chosen config the --prune tuned of this user (<JOBS_HOME>/tuned_default.json).",
+)
 def tune_command(
     data_dir: str,
     datasets: tuple[str, ...],
@@ -157,9 +161,9 @@ def tune_command(
 
     from tqdm import tqdm
 
-    from prune.eval_run import render_markdown, run_eval
-    from prune.evaluate import EvalSettings, Variant
-    from prune.tune import Grid, run_tune, write_default_file
+    from prune.search.eval_run import render_markdown, run_eval
+    from prune.search.evaluate import EvalSettings, Variant
+    from prune.search.tune import Grid, run_tune, write_default_file
 
     if mode == "budget" and token_budget is None:
         raise click.BadParameter("--mode budget needs --token-budget", param_hint="--token-budget")
@@ -230,7 +234,7 @@ def tune_command(
     "--out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Output file (default: shipped with the package, keyed by the model fingerprint).",
+    help="Output file (default: <JOBS_HOME>/scorers/<model fingerprint>.safetensors, found by score=learned).",
 )
 def train_scorer(
     data_dir: str, datasets: tuple[str, ...], max_texts: int, steps: int, model: str | None, out: str | None
@@ -239,12 +243,13 @@ def train_scorer(
     import random
 
     from prune import Encoder
-    from prune.data import load_split
-    from prune.scorer import PACKAGED_DIR, train_scorers
+    from prune.scorer import user_scorer_path
+    from prune.search.data import load_split
+    from prune.search.train_scorer import train_scorers
 
     texts = sorted({t for ds in datasets for t in load_split(data_dir, ds, "train").texts})
     texts = random.Random(0).sample(texts, min(max_texts, len(texts)))
     encoder = Encoder(model)
-    path = Path(out) if out else PACKAGED_DIR / f"{encoder.fingerprint}.safetensors"
+    path = Path(out) if out else user_scorer_path(encoder.fingerprint)
     train_scorers(encoder, texts, path, steps=steps, log=lambda m: click.echo(m, err=True))
     click.echo(f"wrote {path} ({len(texts)} unlabelled texts from {', '.join(datasets)} train)")

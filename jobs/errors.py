@@ -1,0 +1,31 @@
+"""The driver's and the CLI's exceptions; jobs.cli maps each family to one exit code."""
+
+from prune.errors import BadInput
+
+
+class JobError(RuntimeError):
+    """The job cannot start or cannot finish; the message says why (exit 4)."""
+
+
+class JobIncomplete(RuntimeError):
+    """The job ended with units that failed (dead-lettered): no _SUCCESS (exit 4)."""
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded Redis server could not be started (exit 3)."""
+
+
+class PlanError(BadInput):
+    """The input cannot be classified as given; the message lists every problem found."""
+
+
+class ExamplesError(BadInput):
+    """The examples file cannot be used; the message says what to fix."""
+
+
+class QueryError(BadInput):
+    """A query that cannot run as given; the message says what was expected and what was found."""
+
+
+class ReportError(BadInput):
+    """A report that cannot be read; the message says where and why."""
