@@ -38,14 +38,15 @@ import torch
 from jobs import embedded_redis
 from jobs.cli.options import EXAMPLES_DIR, prune_option
 from jobs.examples_io import read_examples
-from jobs.plan import DEFAULT_UNIT_ROWS, Columns
-from jobs.run import JobSpec, run_job
+from jobs.report_schema import Report
+from jobs.run import run_job
 from jobs.tenants import add_tenant
 from prune import Encoder, EncoderOptions
-from prune.config import DTYPE_CHOICES
-from prune.cpu import cpu_model, native_bf16, resolve_dtype
+from prune.config import DTYPE_CHOICES, resolve_dtype
+from prune.cpu import cpu_model, native_bf16
 from prune.search.data import DEFAULT_DATA_DIR, load_split
 from workers.connection import connect
+from workers.job_spec import DEFAULT_UNIT_ROWS, Columns, JobSpec
 from workers.tenant_store import CentroidStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,14 +107,14 @@ def bare_processes(texts: list[str], prune: Any, dtype: str, n: int, stack: Exit
     return run
 
 
-def actor_breakdown(reports: list[dict[str, Any]]) -> dict[str, float]:
+def actor_breakdown(reports: list[Report]) -> dict[str, float]:
     """Where a variant's wall time went, medians over its runs: encoding ms per row on each
     actor, and the seconds an actor was not working on a unit (start-up, waiting at the end)."""
-    runs = [(r["wall_s"], a) for r in reports for a in r["actors"].values()]
+    runs = [(r.wall_s, a) for r in reports for a in r.actors.values()]
     return {
-        "encode_ms_per_row": statistics.median(1000 * a["encode_s"] / a["rows"] for _, a in runs),
-        "busy_ms_per_row": statistics.median(1000 / a["busy_rows_per_s"] for _, a in runs),
-        "idle_s": statistics.median(wall - a["busy_s"] for wall, a in runs),
+        "encode_ms_per_row": statistics.median(1000 * a.encode_s / a.rows for _, a in runs),
+        "busy_ms_per_row": statistics.median(1000 / a.busy_rows_per_s for _, a in runs),
+        "idle_s": statistics.median(wall - a.busy_s for wall, a in runs),
     }
 
 
@@ -166,29 +167,28 @@ def main(
     client = connect(url)
     encoder = Encoder(None, prune, EncoderOptions(dtype=dtype))
     add_tenant(CentroidStore(client, prefix), encoder, "acme", read_examples(EXAMPLES_DIR / "acme_examples.csv"))
-    prune_dict = prune.to_dict() if prune else None
     work = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
     texts = write_logs(work / "logs", load_texts(data_dir), rows, files=4, row_group=unit_rows)
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
-    reports: dict[str, list[dict[str, Any]]] = {}
+    reports: dict[str, list[Report]] = {}
 
     def job(name: str, actors: int, cpus: int) -> Callable[[], float]:
         def run() -> float:
             spec = JobSpec(
-                str(work / "logs"),
-                str(work / f"out-{uuid.uuid4().hex[:8]}"),
-                Columns("text", "tenant", "id"),
-                prune=prune_dict,
+                input=str(work / "logs"),
+                output=str(work / f"out-{uuid.uuid4().hex[:8]}"),
+                columns=Columns("text", "tenant", "id"),
+                prune=prune,
                 dtype=dtype,
                 actors=actors,
                 cpus_per_actor=cpus,
                 unit_rows=unit_rows,
             )
             report = run_job(spec, url, prefix, log=lambda m: None)
-            if report["rows"]["written"] != rows:
-                raise SystemExit(f"{name}: {report['rows']['written']} rows written, expected {rows}")
+            if report.rows.written != rows:
+                raise SystemExit(f"{name}: {report.rows.written} rows written, expected {rows}")
             reports.setdefault(name, []).append(report)
-            return report["wall_s"]
+            return report.wall_s
 
         return run
 
@@ -207,7 +207,7 @@ def main(
         click.echo(f"[1] job (1 actor, {cores} CPUs) vs encoder alone ({cores} threads), {rows} rows", err=True)
         t = interleave({"encoder alone": encoder_alone, "job": job("job", 1, cores)}, repeats)
         enc_rate, job_rate = median_rate(rows, t["encoder alone"]), median_rate(rows, t["job"])
-        busy = statistics.median(next(iter(r["actors"].values()))["busy_rows_per_s"] for r in reports["job"])
+        busy = statistics.median(next(iter(r.actors.values())).busy_rows_per_s for r in reports["job"])
         result["job_vs_encoder"] = {
             "encoder_rows_per_s": enc_rate,
             "job_rows_per_s": job_rate,
@@ -257,14 +257,14 @@ def main(
         cmd += ["--dtype", dtype, "--prune", str(prune) if prune else "none", "--redis-url", url]
         cmd += ["--redis-prefix", prefix]
         subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"})
-        report = json.loads((big / "out" / "_report.json").read_text())
+        report = Report.from_dict(json.loads((big / "out" / "_report.json").read_text()))
         result["big"] = {
-            "rows": report["rows"]["written"],
-            "wall_s": report["wall_s"],
-            "rows_per_s": report["rows_per_s"],
-            "driver_max_rss_mb": report["driver_max_rss_mb"],
-            "actor_max_rss_mb": {a: v["max_rss_mb"] for a, v in report["actors"].items()},
-            "tokens_kept_pct": report["tokens_kept_pct"],
+            "rows": report.rows.written,
+            "wall_s": report.wall_s,
+            "rows_per_s": report.rows_per_s,
+            "driver_max_rss_mb": report.driver_max_rss_mb,
+            "actor_max_rss_mb": {a: v.max_rss_mb for a, v in report.actors.items()},
+            "tokens_kept_pct": report.tokens_kept_pct,
         }
 
     for key in client.scan_iter(f"{prefix}:*"):

@@ -21,8 +21,7 @@ import torch
 
 from jobs.cli.options import csv_ints, prune_option
 from prune import Encoder, EncoderOptions
-from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES
-from prune.cpu import resolve_dtype
+from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES, resolve_dtype
 from prune.search.data import DEFAULT_DATA_DIR, load_split
 from prune.search.timing import interleaved_seconds, median_ratios
 

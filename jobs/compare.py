@@ -6,10 +6,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
 
 from jobs.errors import ReportError
-from jobs.report import ran_dtypes
+from jobs.report_schema import Report
 from workers.parquet_io import read_text, resolve
 
 REPORT = "_report.json"
@@ -19,13 +18,13 @@ REPORT = "_report.json"
 class Run:
     label: str
     path: str
-    report: dict[str, Any]
+    report: Report
 
 
 @dataclass(frozen=True)
 class Figure:
     name: str
-    get: Callable[[dict[str, Any]], float | None]
+    get: Callable[[Report], float | None]
     fmt: str = "{:.1f}"
     higher_is_better: bool | None = True  # None: a count, not better or worse
 
@@ -34,22 +33,22 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _actors(r: dict[str, Any], key: str) -> list[float]:
-    return [float(a[key]) for a in r.get("actors", {}).values()]
+def _actors(r: Report, key: str) -> list[float]:
+    return [float(getattr(a, key)) for a in r.actors.values()]
 
 
 FIGURES: tuple[Figure, ...] = (
-    Figure("rows written", lambda r: r["rows"]["written"], "{:.0f}", None),
-    Figure("wall s", lambda r: r["wall_s"], "{:.1f}", False),
-    Figure("rows/s (job)", lambda r: r["rows_per_s"], "{:.1f}"),
-    Figure("actors", lambda r: len(r.get("actors", {})), "{:.0f}", None),
+    Figure("rows written", lambda r: r.rows.written, "{:.0f}", None),
+    Figure("wall s", lambda r: r.wall_s, "{:.1f}", False),
+    Figure("rows/s (job)", lambda r: r.rows_per_s, "{:.1f}"),
+    Figure("actors", lambda r: len(r.actors), "{:.0f}", None),
     Figure("rows/s per actor (mean)", lambda r: _mean(_actors(r, "rows_per_s")), "{:.1f}"),
     Figure("busy rows/s per actor (mean)", lambda r: _mean(_actors(r, "busy_rows_per_s")), "{:.1f}"),
-    Figure("tokens kept %", lambda r: r["tokens_kept_pct"], "{:.1f}", None),
-    Figure("encode % of unit time", lambda r: r["time_split_pct"].get("encode_s"), "{:.1f}", None),
-    Figure("unit latency p50 s", lambda r: r["unit_latency_s"]["p50"], "{:.3f}", False),
-    Figure("unit latency p95 s", lambda r: r["unit_latency_s"]["p95"], "{:.3f}", False),
-    Figure("driver max RSS MB", lambda r: r.get("driver_max_rss_mb"), "{:.0f}", False),
+    Figure("tokens kept %", lambda r: r.tokens_kept_pct, "{:.1f}", None),
+    Figure("encode % of unit time", lambda r: r.time_split_pct.get("encode_s"), "{:.1f}", None),
+    Figure("unit latency p50 s", lambda r: r.unit_latency_s.p50, "{:.3f}", False),
+    Figure("unit latency p95 s", lambda r: r.unit_latency_s.p95, "{:.3f}", False),
+    Figure("driver max RSS MB", lambda r: r.driver_max_rss_mb, "{:.0f}", False),
     Figure("actor max RSS MB", lambda r: max(_actors(r, "max_rss_mb"), default=None), "{:.0f}", False),
 )
 CONFIG_KEYS = ("model", "fingerprint", "prune", "dtype", "token_budget", "actors", "cpus_per_actor", "unit_rows")
@@ -67,11 +66,9 @@ def load(path: str) -> Run:
         raise ReportError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(report, dict):
         raise ReportError(f"{path}: not a classify job report (a JSON {type(report).__name__}, expected an object)")
-    missing = [k for k in ("rows", "wall_s", "rows_per_s", "config", "actors") if k not in report]
-    if missing:
-        raise ReportError(f"{path}: not a classify job report (missing {', '.join(missing)})")
+    typed = Report.from_dict(report, path)
     label = PurePosixPath(resolve(folder)[1]).name if name == REPORT else PurePosixPath(name).stem
-    return Run(label or str(report.get("job_id", path)), path, report)
+    return Run(label or str(typed.job_id or path), path, typed)
 
 
 def labels(runs: list[Run]) -> list[str]:
@@ -92,7 +89,7 @@ def figure_values(runs: list[Run]) -> list[tuple[Figure, list[float | None]]]:
         for r in runs:
             try:
                 v = f.get(r.report)
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, AttributeError):
                 v = None
             values.append(None if v is None else float(v))
         out.append((f, values))
@@ -103,34 +100,37 @@ def ratio(value: float | None, base: float | None) -> float | None:
     return value / base if value is not None and base not in (None, 0) else None
 
 
+def _differences(first: Run, other: Run) -> list[str]:
+    a, b = first.report, other.report
+    out = [
+        f"config differs: {key} is {a.config.get(key)!r} in {first.label}, {b.config.get(key)!r} in {other.label}"
+        for key in CONFIG_KEYS
+        if a.config.get(key) != b.config.get(key)
+    ]
+    if a.ran_dtypes() != b.ran_dtypes():
+        ran = f"{a.ran_dtypes()} in {first.label}, {b.ran_dtypes()} in {other.label}"
+        out.append(f"actors ran a different dtype: {ran}")
+    out += [
+        f"hardware differs: {key} is {a.hardware.get(key)!r} in {first.label}, {b.hardware.get(key)!r} in {other.label}"
+        for key in ("cpu", "cpus", "memory_gib")
+        if a.hardware.get(key) != b.hardware.get(key)
+    ]
+    out += [
+        f"versions differ: {key} {a.versions.get(key)} in {first.label}, {b.versions.get(key)} in {other.label}"
+        for key in sorted(set(a.versions) | set(b.versions))
+        if a.versions.get(key) != b.versions.get(key)
+    ]
+    if a.rows.planned != b.rows.planned or a.input != b.input:
+        out.append(f"input differs: {first.label} and {other.label} classified different data")
+    if not b.complete:
+        out.append(f"{other.label} did not complete ({b.rows.written} of {b.rows.planned} rows)")
+    return out
+
+
 def warnings(runs: list[Run]) -> list[str]:
     """What differs besides the thing being compared, so that a ratio is read honestly."""
-    first = runs[0].report
-    out: list[str] = []
-    for r in runs[1:]:
-        rep = r.report
-        for key in CONFIG_KEYS:
-            a, b = first["config"].get(key), rep["config"].get(key)
-            if a != b:
-                out.append(f"config differs: {key} is {a!r} in {runs[0].label}, {b!r} in {r.label}")
-        a, b = ran_dtypes(first), ran_dtypes(rep)
-        if a != b:
-            out.append(f"actors ran a different dtype: {a} in {runs[0].label}, {b} in {r.label}")
-        for key in ("cpu", "cpus", "memory_gib"):
-            a, b = first.get("hardware", {}).get(key), rep.get("hardware", {}).get(key)
-            if a != b:
-                out.append(f"hardware differs: {key} is {a!r} in {runs[0].label}, {b!r} in {r.label}")
-        for key in sorted(set(first.get("versions", {})) | set(rep.get("versions", {}))):
-            a, b = first.get("versions", {}).get(key), rep.get("versions", {}).get(key)
-            if a != b:
-                out.append(f"versions differ: {key} {a} in {runs[0].label}, {b} in {r.label}")
-        if first["rows"].get("planned") != rep["rows"].get("planned") or first.get("input") != rep.get("input"):
-            out.append(f"input differs: {runs[0].label} and {r.label} classified different data")
-        if rep.get("dead_units") or rep["rows"].get("written") != rep["rows"].get("planned"):
-            out.append(
-                f"{r.label} did not complete ({rep['rows'].get('written')} of {rep['rows'].get('planned')} rows)"
-            )
-    if first.get("dead_units") or first["rows"].get("written") != first["rows"].get("planned"):
+    out = [w for r in runs[1:] for w in _differences(runs[0], r)]
+    if not runs[0].report.complete:
         out.append(f"{runs[0].label} did not complete")
     return out
 
@@ -157,32 +157,30 @@ def _fmt(f: Figure, v: float | None) -> str:
 
 def show(run: Run) -> str:
     """One report as readable text."""
-    r = run.report
-    c = r["config"]
+    r, c = run.report, run.report.config
     lines = [
-        f"job {r.get('job_id')} ({run.label}), finished {r.get('finished')}",
-        f"input {r.get('input')} -> output {r.get('output')}",
-        f"rows {r['rows']['written']} of {r['rows']['planned']} planned ({r['rows'].get('dead', 0)} dead-lettered), "
-        f"units {r['units']['done']}/{r['units']['total']}",
-        f"statuses {r.get('statuses')}",
-        f"wall {r['wall_s']:.1f}s, {r['rows_per_s']:.1f} rows/s, tokens kept {r['tokens_kept_pct']:.1f}%",
-        "unit time split: "
-        + ", ".join(f"{k.removesuffix('_s')} {v:.1f}%" for k, v in r.get("time_split_pct", {}).items()),
-        f"unit latency p50 {r['unit_latency_s']['p50']:.3f}s, p95 {r['unit_latency_s']['p95']:.3f}s",
+        f"job {r.job_id} ({run.label}), finished {r.finished}",
+        f"input {r.input} -> output {r.output}",
+        f"rows {r.rows.written} of {r.rows.planned} planned ({r.rows.dead} dead-lettered), "
+        f"units {r.units.done}/{r.units.total}",
+        f"statuses {r.statuses}",
+        f"wall {r.wall_s:.1f}s, {r.rows_per_s:.1f} rows/s, tokens kept {r.tokens_kept_pct:.1f}%",
+        "unit time split: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f}%" for k, v in r.time_split_pct.items()),
+        f"unit latency p50 {r.unit_latency_s.p50:.3f}s, p95 {r.unit_latency_s.p95:.3f}s",
         f"config: model {c.get('model')} ({c.get('fingerprint')}), prune {c.get('prune')}, "
-        f"{c.get('dtype')} (ran {ran_dtypes(r)}), "
+        f"{c.get('dtype')} (ran {r.ran_dtypes()}), "
         f"{c.get('actors')} actors x {c.get('cpus_per_actor')} CPUs, {c.get('unit_rows')} rows per unit",
-        f"hardware: {r.get('hardware', {}).get('cpu')}, {r.get('hardware', {}).get('cpus')} CPUs",
-        f"driver max RSS {r.get('driver_max_rss_mb', 0):.0f} MB",
+        f"hardware: {r.hardware.get('cpu')}, {r.hardware.get('cpus')} CPUs",
+        f"driver max RSS {r.driver_max_rss_mb or 0:.0f} MB",
         "actors:",
     ]
-    for name, a in r.get("actors", {}).items():
+    for name, a in r.actors.items():
         lines.append(
-            f"  {name}: {a['rows']} rows in {a['units']} units, {a['rows_per_s']:.1f} rows/s "
-            f"({a['busy_rows_per_s']:.1f} while busy), max RSS {a['max_rss_mb']:.0f} MB, node {a['node'][:12]}"
+            f"  {name}: {a.rows} rows in {a.units} units, {a.rows_per_s:.1f} rows/s "
+            f"({a.busy_rows_per_s:.1f} while busy), max RSS {a.max_rss_mb:.0f} MB, node {(a.node or '')[:12]}"
         )
-    for d in r.get("dead_units", []):
-        lines.append(f"dead unit {d['unit']}: {d['error'].splitlines()[0] if d['error'] else ''}")
+    for d in r.dead_units:
+        lines.append(f"dead unit {d.unit}: {d.error.splitlines()[0] if d.error else ''}")
     return "\n".join(lines)
 
 
@@ -195,18 +193,18 @@ def plot(runs: list[Run], path: str) -> None:
 
     names = labels(runs)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    axes[0].bar(names, [r.report["rows_per_s"] for r in runs], color="tab:blue")
+    axes[0].bar(names, [r.report.rows_per_s for r in runs], color="tab:blue")
     axes[0].set_title("job rows/s")
-    width = 0.8 / max(len(r.report.get("actors", {})) for r in runs)
+    width = 0.8 / max(max(len(r.report.actors) for r in runs), 1)
     for i, r in enumerate(runs):
-        for j, a in enumerate(r.report.get("actors", {}).values()):
+        for j, a in enumerate(r.report.actors.values()):
             label = f"actor {j}" if i == 0 else None
-            axes[1].bar(i + j * width, a["busy_rows_per_s"], width, color=f"C{j}", label=label)
+            axes[1].bar(i + j * width, a.busy_rows_per_s, width, color=f"C{j}", label=label)
     axes[1].set_xticks([i + 0.4 - width / 2 for i in range(len(runs))], names)
     axes[1].set_title("rows/s per actor (while busy)")
     if axes[1].get_legend_handles_labels()[0]:
         axes[1].legend(fontsize="small")
-    axes[2].bar(names, [r.report["tokens_kept_pct"] for r in runs], color="tab:green")
+    axes[2].bar(names, [r.report.tokens_kept_pct for r in runs], color="tab:green")
     axes[2].set_ylim(0, 100)
     axes[2].set_title("tokens kept %")
     for ax in axes:

@@ -17,29 +17,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.errors import PlanError
-from workers.parquet_io import Unit, resolve
+from workers.job_spec import DEFAULT_UNIT_ROWS, Columns
+from workers.parquet_io import resolve
+from workers.unit import Unit
 
 STRING_TYPES = (pa.string(), pa.large_string())
-# Rows per work unit. The encoder sorts a unit's rows by length to batch them with little
-# padding; measured here (benchmarks/unit_size.py), 1000-row units encode about 10% slower than
-# one sort over all rows, 2000- and 5000-row units within noise of it (README, Performance).
-# Units stay small enough to balance actors and to lose little work when one dies.
-DEFAULT_UNIT_ROWS = 5000
 # The job's last units (one per encode stream) are cut in this many pieces: streams that run out
 # of work early share the end of the job instead of waiting for the last full units.
 TAIL_PIECES = 4
-
-
-@dataclass(frozen=True)
-class Columns:
-    text: str = "text"
-    tenant: str | None = "tenant"  # a column, or None when one tenant applies to all rows
-    id: str | None = None
-    fixed_tenant: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.tenant is None) == (self.fixed_tenant is None):
-            raise PlanError("give either a tenant column or one tenant for all rows (--tenant), not both")
 
 
 @dataclass(frozen=True)

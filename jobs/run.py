@@ -14,44 +14,20 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jobs.errors import JobError
-from jobs.plan import DEFAULT_UNIT_ROWS, Columns, Plan, cut_tail, plan
+from jobs.plan import Plan, cut_tail, plan
 from jobs.report import build_report
-from prune.config import DEFAULT_TOKEN_BUDGET, PruneConfig, check_dtype_choice
+from jobs.report_schema import Report
 from prune.model import check_model
-from workers.actor import ActorSettings
+from workers.actor import JobAddress
 from workers.connection import connect
+from workers.job_spec import JobSpec
 from workers.parquet_io import read_text, resolve, write_text
 from workers.queue import WorkQueue
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    input: str
-    output: str
-    columns: Columns
-    model: str | None = None
-    prune: dict[str, Any] | None = None
-    dtype: str = "auto"  # resolved by each actor for its own node's CPU (prune.cpu)
-    actors: int | None = None  # default: one per node that fits an actor
-    cpus_per_actor: int | None = None  # default: 4 on a cluster, min(4, cores) locally
-    unit_rows: int = DEFAULT_UNIT_ROWS
-    token_budget: int = DEFAULT_TOKEN_BUDGET
-    max_attempts: int = 3
-    claim_idle_ms: int = 60_000
-
-    def __post_init__(self) -> None:
-        check_dtype_choice(self.dtype)  # resolved later, by each actor
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
-        return cls(**{**d, "columns": Columns(**d["columns"])})
+from workers.unit_stats import UnitStats
 
 
 def new_job_id() -> str:
@@ -80,7 +56,7 @@ def _check_model(spec: JobSpec) -> None:
     directory must be readable at the same path by the driver and by every node."""
     _, config = check_model(spec.model)
     if spec.prune:
-        PruneConfig(**spec.prune).check_layers(config.num_hidden_layers)
+        spec.prune.check_layers(config.num_hidden_layers)
 
 
 def init_ray(address: str | None) -> None:
@@ -101,8 +77,10 @@ def _placement(spec: JobSpec, local: bool, log: Callable[[str], object] = print)
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     node_cpus = sorted((int(n["Resources"].get("CPU", 0)) for n in nodes), reverse=True)
+    if not node_cpus:
+        raise JobError("the Ray cluster has no live node; check --ray-address and `ray status`")
     cpus = spec.cpus_per_actor or (min(4, node_cpus[0]) if local else 4)
-    if not node_cpus or node_cpus[0] < cpus:
+    if node_cpus[0] < cpus:
         raise JobError(
             f"no node has {cpus} CPUs for an actor (node CPUs: {node_cpus}); lower --cpus-per-actor or add bigger nodes"
         )
@@ -117,6 +95,14 @@ def _placement(spec: JobSpec, local: bool, log: Callable[[str], object] = print)
     return actors, cpus
 
 
+@dataclass(frozen=True)
+class _Job:
+    id: str
+    spec: JobSpec
+    queue: WorkQueue
+    stored: dict[str, Any] | None  # the config stored at submit, when resuming
+
+
 def run_job(
     spec: JobSpec | None,
     redis_url: str,
@@ -126,13 +112,28 @@ def run_job(
     resume: str | None = None,
     on_progress: Callable[[int, int, int], None] | None = None,
     log: Callable[[str], object] = print,
-) -> dict[str, Any]:
+) -> Report:
     """Run (or resume) a job to the end; returns the report written as ``_report.json``."""
-    import ray
+    started = time.time()
+    job = _open(connect(redis_url), prefix, spec, job_id, resume)
+    _check_model(job.spec)
+    planned = _plan(job)
+    _check_output(job.spec.output, job.id)
+    init_ray(ray_address)
+    actors, cpus = _placement(job.spec, local=ray_address is None, log=log)
+    planned = _enqueue(job, planned, actors * cpus, started, log)
+    write_text(job.spec.output, "_JOB", job.id)  # once the job exists in Redis: a rerun can always resume it
+    address = JobAddress(redis_url=redis_url, prefix=prefix, job_id=job.id)
+    rows_of = {u.id: u.rows for u in planned.units}
+    infos = _drive(job.queue, job.spec, address, actors, cpus, rows_of, on_progress, log) if planned.units else []
+    return _finish(job, replace(job.spec, actors=actors, cpus_per_actor=cpus), planned, infos, started, redis_url)
 
-    client = connect(redis_url)
+
+def _open(client: Any, prefix: str, spec: JobSpec | None, job_id: str | None, resume: str | None) -> _Job:
+    """A new job from its spec, or the stored job to resume."""
     job_id = resume or job_id or new_job_id()
     queue = WorkQueue(client, prefix, job_id)
+    stored = None
     if resume:
         if not queue.exists():
             raise JobError(f"job {resume!r} is not known to this Redis (prefix {prefix!r}); nothing to resume")
@@ -142,133 +143,143 @@ def run_job(
         raise JobError("a job needs a spec, or --resume JOB_ID")
     elif queue.exists():
         raise JobError(f"job {job_id!r} already exists; continue it with --resume {job_id}")
-    assert spec is not None
     queue = WorkQueue(client, prefix, job_id, spec.max_attempts, spec.claim_idle_ms)
-    started = time.time()
-    _check_model(spec)
-    p = plan(spec.input, spec.columns, spec.unit_rows)
-    if resume:
-        p = cut_tail(p, stored.get("tail", 0))
-        if units_digest(p) != stored["units_digest"]:
-            raise JobError(
-                f"the input of job {job_id} changed since it was planned (different units); "
-                f"start a new job instead of resuming"
-            )
-    _check_output(spec.output, job_id)
-    init_ray(ray_address)
-    actors, cpus = _placement(spec, local=ray_address is None, log=log)
-    if not resume:
-        tail = actors * cpus  # one piece of work per encode stream at the end
-        p = cut_tail(p, tail)
-        digest = units_digest(p)
-        config = {"spec": spec.to_dict(), "units_digest": digest, "tail": tail, "rows": p.rows, "created": started}
-        if not queue.create([u.to_dict() for u in p.units], config):
-            raise JobError(f"job {job_id!r} was created meanwhile by another driver; continue it with --resume")
-        log(f"job {job_id}: {len(p.units)} units, {p.rows} rows from {len(p.files)} files")
-    else:
-        log(f"job {job_id}: resuming, {queue.progress().done} of {len(p.units)} units already done")
-    write_text(spec.output, "_JOB", job_id)  # once the job exists in Redis: a rerun can always resume it
-    rows_of = {u.id: u.rows for u in p.units}
-    settings = ActorSettings(
-        job_id,
-        redis_url,
-        prefix,
-        spec.output,
-        spec.columns.text,
-        spec.columns.tenant,
-        spec.columns.fixed_tenant,
-        spec.model,
-        spec.prune,
-        spec.dtype,
-        spec.token_budget,
-        cpus,
-        spec.max_attempts,
-        spec.claim_idle_ms,
-    )
-    infos = _drive(queue, settings, actors, cpus, rows_of, on_progress, log) if p.units else []
-    wall = time.time() - started
-    report = build_report(
-        job_id,
-        replace(spec, actors=actors, cpus_per_actor=cpus),
-        p,
-        queue.done_stats(),
-        queue.dead_letters(),
-        infos,
-        wall,
-        redis_url,
-    )
-    write_text(spec.output, "_report.json", json.dumps(report, indent=2))
-    if not report["dead_units"]:
+    return _Job(job_id, spec, queue, stored)
+
+
+def _plan(job: _Job) -> Plan:
+    """The job's units; a resumed job must plan exactly the units it was created with."""
+    p = plan(job.spec.input, job.spec.columns, job.spec.unit_rows)
+    if job.stored is None:
+        return p
+    p = cut_tail(p, job.stored.get("tail", 0))
+    if units_digest(p) != job.stored["units_digest"]:
+        raise JobError(
+            f"the input of job {job.id} changed since it was planned (different units); "
+            f"start a new job instead of resuming"
+        )
+    return p
+
+
+def _enqueue(job: _Job, p: Plan, streams: int, started: float, log: Callable[[str], object]) -> Plan:
+    """A new job's units on the queue, the last one per encode stream cut finer."""
+    if job.stored is not None:
+        log(f"job {job.id}: resuming, {job.queue.progress().done} of {len(p.units)} units already done")
+        return p
+    p = cut_tail(p, streams)
+    config = {
+        "spec": job.spec.to_dict(),
+        "units_digest": units_digest(p),
+        "tail": streams,
+        "rows": p.rows,
+        "created": started,
+    }
+    if not job.queue.create([u.to_dict() for u in p.units], config):
+        raise JobError(f"job {job.id!r} was created meanwhile by another driver; continue it with --resume")
+    log(f"job {job.id}: {len(p.units)} units, {p.rows} rows from {len(p.files)} files")
+    return p
+
+
+def _finish(job: _Job, spec: JobSpec, p: Plan, infos: list[dict[str, Any]], started: float, redis_url: str) -> Report:
+    """The report, then _SUCCESS if every unit is done."""
+    done = {u: UnitStats(**d) for u, d in job.queue.done_stats().items()}
+    report = build_report(job.id, spec, p, done, job.queue.dead_letters(), infos, time.time() - started, redis_url)
+    write_text(spec.output, "_report.json", json.dumps(report.to_dict(), indent=2))
+    if not report.dead_units:
         write_text(spec.output, "_SUCCESS", "")
-    del ray
     return report
+
+
+class _Fleet:
+    """The job's actors: started, watched, and replaced when one dies (within a budget)."""
+
+    def __init__(self, spec: JobSpec, job: JobAddress, actors: int, cpus: int, log: Callable[[str], object]) -> None:
+        self.spec, self.job, self.cpus, self.log = spec, job, cpus, log
+        self.infos: list[dict[str, Any]] = []
+        self.pending_info: dict[Any, int] = {}  # info() ref -> actor index
+        self.running: dict[Any, Any] = {}  # actor handle -> run() ref
+        self.restarts, self.budget, self.next_index = 0, 3 * actors, 0
+        for _ in range(actors):
+            self.start()
+
+    def start(self) -> None:
+        from workers.actor import ClassifierActor
+
+        i, self.next_index = self.next_index, self.next_index + 1
+        actor = ClassifierActor.options(num_cpus=self.cpus, scheduling_strategy="SPREAD").remote(
+            self.spec, self.job, self.cpus, f"{self.job.job_id}-actor-{i}"
+        )
+        self.pending_info[actor.info.remote()] = i  # answered once the actor is up, before its run() starts
+        self.running[actor] = actor.run.remote()
+
+    def collect_infos(self) -> None:
+        import ray
+        from ray.exceptions import RayActorError
+
+        if not self.pending_info:
+            return
+        answered, _ = ray.wait(list(self.pending_info), num_returns=len(self.pending_info), timeout=0)
+        for ref in answered:
+            idx = self.pending_info.pop(ref)
+            try:
+                self.infos.append(ray.get(ref))
+            except RayActorError as exc:
+                self.log(f"actor {idx} did not start: {exc}")
+
+    def reap(self, finished: Callable[[], bool], timeout: float = 0.5) -> None:
+        """Wait a little for actors to return; replace the ones that died while work is left."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        refs = {ref: a for a, ref in self.running.items()}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout) if refs else ([], [])
+        for ref in ready:
+            del self.running[refs[ref]]
+            try:
+                ray.get(ref)
+            except RayActorError as exc:
+                self.log(f"an actor died ({type(exc).__name__}); its units will be taken over")
+                if not finished() and self.restarts < self.budget:
+                    self.restarts += 1
+                    self.start()
+
+    def stop(self) -> None:
+        """The actors return by themselves once the queue is drained; kill the stragglers."""
+        import ray
+
+        for a, ref in list(self.running.items()):
+            try:
+                ray.get(ref, timeout=10)
+            except Exception:  # never started (e.g. no node left for it), or stuck: not needed any more
+                ray.kill(a)
 
 
 def _drive(
     queue: WorkQueue,
-    settings: ActorSettings,
+    spec: JobSpec,
+    job: JobAddress,
     actors: int,
     cpus: int,
     rows_of: dict[str, int],
     on_progress: Callable[[int, int, int], None] | None,
     log: Callable[[str], object],
 ) -> list[dict[str, Any]]:
-    import ray
-    from ray.exceptions import RayActorError
-
-    from workers.actor import ClassifierActor, settings_dict
-
-    infos: list[dict[str, Any]] = []
-    pending_info: dict[Any, int] = {}  # info() ref -> actor index
-
-    def start(i: int) -> tuple[Any, Any]:
-        actor = ClassifierActor.options(num_cpus=cpus, scheduling_strategy="SPREAD").remote(
-            settings_dict(settings), f"{settings.job_id}-actor-{i}"
-        )
-        pending_info[actor.info.remote()] = i  # answered once the actor is up, before its run() starts
-        return actor, actor.run.remote()
-
-    running = dict(start(i) for i in range(actors))  # actor handle -> run() ref
-    restarts, next_index, total = 0, actors, len(rows_of)
+    """Run actors until every unit is done or dead; the actors' info (placement) is returned."""
+    fleet = _Fleet(spec, job, actors, cpus, log)
     while True:
         progress = queue.progress()
         if on_progress:
-            done_rows = sum(rows_of.get(u, 0) for u in queue.done_units())
-            on_progress(done_rows, progress.done, progress.dead)
-        if pending_info:
-            answered, _ = ray.wait(list(pending_info), num_returns=len(pending_info), timeout=0)
-            for ref in answered:
-                idx = pending_info.pop(ref)
-                try:
-                    infos.append(ray.get(ref))
-                except RayActorError as exc:
-                    log(f"actor {idx} did not start: {exc}")
-        refs = {ref: a for a, ref in running.items()}
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0.5) if refs else ([], [])
-        for ref in ready:
-            actor = refs[ref]
-            del running[actor]
-            try:
-                ray.get(ref)
-            except RayActorError as exc:
-                log(f"an actor died ({type(exc).__name__}); its units will be taken over")
-                if not queue.progress().finished and restarts < 3 * actors:
-                    restarts += 1
-                    new, new_ref = start(next_index)
-                    next_index += 1
-                    running[new] = new_ref
-        if not running:  # the last actors may have finished the job during the wait
+            on_progress(sum(rows_of.get(u, 0) for u in queue.done_units()), progress.done, progress.dead)
+        fleet.collect_infos()
+        fleet.reap(lambda: queue.progress().finished)
+        if not fleet.running:  # the last actors may have finished the job during the wait
             progress = queue.progress()
         if progress.finished:
             break
-        if not running:
+        if not fleet.running:
             raise JobError(
                 f"every actor died and the restart budget is spent; {progress.done + progress.dead} "
-                f"of {total} units finished; resume with --resume {settings.job_id}"
+                f"of {len(rows_of)} units finished; resume with --resume {job.job_id}"
             )
-    for a, ref in list(running.items()):  # they return by themselves once the queue is drained
-        try:
-            ray.get(ref, timeout=10)
-        except Exception:  # never started (e.g. no node left for it), or stuck: not needed any more
-            ray.kill(a)
-    return infos
+    fleet.stop()
+    return fleet.infos

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from prune.cpu import native_bf16
 from prune.errors import ConfigError
 
 Dtype = Literal["float32", "bfloat16"]
@@ -17,6 +18,16 @@ def check_dtype_choice(dtype: str) -> None:
     """A dtype as a user may ask for it, ``auto`` included."""
     if dtype not in DTYPE_CHOICES:
         raise ConfigError(f"dtype must be one of {DTYPE_CHOICES}, got {dtype!r}")
+
+
+def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
+    """``auto`` -> bfloat16 where the CPU has native bf16 (``bf16``, default: this CPU), else
+    float32; an explicit dtype is kept as it is. The one place where ``auto`` is decided: the
+    encoder's options call it, so each actor decides for its own node."""
+    check_dtype_choice(dtype)
+    if dtype == "auto":
+        return "bfloat16" if (native_bf16() if bf16 is None else bf16) else "float32"
+    return dtype  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -103,15 +114,15 @@ DEFAULT_TOKEN_BUDGET = 1024
 
 @dataclass(frozen=True)
 class EncoderOptions:
-    """How the encoder runs: numeric type and batch shape."""
+    """How the encoder runs: numeric type and batch shape. ``dtype="auto"`` is resolved here, for
+    the CPU this runs on."""
 
     dtype: Dtype = "float32"
     token_budget: int = DEFAULT_TOKEN_BUDGET  # max (rows x padded length) per batch
     max_batch_rows: int = 256
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        object.__setattr__(self, "dtype", resolve_dtype(self.dtype))
         if not isinstance(self.token_budget, int) or self.token_budget < 1:
             raise ConfigError(f"token_budget must be a positive integer, got {self.token_budget!r}")
         if not isinstance(self.max_batch_rows, int) or self.max_batch_rows < 1:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import platform
 from functools import cache
 
-from prune.config import Dtype, check_dtype_choice
-
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 CPUINFO = "/proc/cpuinfo"
 
@@ -46,12 +44,3 @@ def cpu_model(cpuinfo: str | None = None) -> str:
 def native_bf16(flags: frozenset[str] | None = None) -> bool:
     """Whether a CPU with these flags (default: this one) runs bf16 matmuls natively."""
     return bool((cpu_flags() if flags is None else flags) & BF16_FLAGS)
-
-
-def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
-    """``auto`` -> bfloat16 where the CPU has native bf16 (``bf16``, default: this CPU), else
-    float32; an explicit dtype is kept as it is."""
-    check_dtype_choice(dtype)
-    if dtype == "auto":
-        return "bfloat16" if (native_bf16() if bf16 is None else bf16) else "float32"
-    return dtype  # type: ignore[return-value]

@@ -35,12 +35,6 @@ class EncodeResult:
         return len(self.tokens)
 
 
-@dataclass
-class _Stats:
-    batches: int = 0
-    padded_tokens: int = 0
-
-
 class Encoder:
     """A BERT-family sentence-transformers model with optional post-training token pruning."""
 
@@ -68,7 +62,6 @@ class Encoder:
                     lin.to(torch.bfloat16)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
-        self.stats = _Stats()
 
     def _set_prune(self, prune: PruneConfig | None) -> None:
         if prune is not None:
@@ -86,7 +79,6 @@ class Encoder:
         """The same loaded weights with another pruning config (nothing is reloaded)."""
         other = copy.copy(self)
         other._set_prune(prune)
-        other.stats = _Stats()
         return other
 
     @property
@@ -96,17 +88,6 @@ class Encoder:
     @property
     def num_layers(self) -> int:
         return int(self.config.num_hidden_layers)
-
-    def describe(self) -> dict[str, object]:
-        """What determines this encoder's output, for reports and file metadata."""
-        return {
-            "model": str(self.spec.path),
-            "fingerprint": self.fingerprint,
-            "prune": self.prune.to_dict() if self.prune else None,
-            "dtype": self.options.dtype,
-            "token_budget": self.options.token_budget,
-            "max_length": self.max_length,
-        }
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Token ids per text (truncated to the model's max) and which texts were truncated."""
@@ -149,8 +130,6 @@ class Encoder:
 
     def _forward(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         ids, mask, lengths = self._batch_tensors(rows)
-        self.stats.batches += 1
-        self.stats.padded_tokens += ids.numel()
         h = self.bert.embeddings(ids)  # [B, T, D]
         prune, score = self.prune, self._score
         for depth, layer in enumerate(self.bert.layers, start=1):

@@ -63,8 +63,3 @@ def get_score(name: str) -> ImportanceScore:
     if name not in SCORES:
         raise ConfigError(f"unknown importance score {name!r}; available: {sorted(SCORES)}")
     return SCORES[name]
-
-
-def register_score(score: ImportanceScore) -> None:
-    """Add a score (e.g. a learned token scorer) under its name."""
-    SCORES[score.name] = score

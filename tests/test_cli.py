@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from prune.cpu import resolve_dtype
+from prune.config import resolve_dtype
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from prune.config import EncoderOptions
-from prune.cpu import cpu_flags, cpu_model, native_bf16, resolve_dtype
+from prune.config import EncoderOptions, resolve_dtype
+from prune.cpu import cpu_flags, cpu_model, native_bf16
 
 SAPPHIRE_RAPIDS = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -47,7 +47,16 @@ def test_unknown_dtype_is_refused() -> None:
         resolve_dtype("fp16")
 
 
-def test_this_machine_resolves_to_a_concrete_dtype() -> None:
-    dtype = resolve_dtype("auto")
-    assert dtype == ("bfloat16" if native_bf16() else "float32")
-    assert EncoderOptions(dtype=dtype).dtype == dtype  # what the encoder accepts
+def test_auto_is_resolved_once_by_the_encoder_options_and_the_encoder_runs_it(encoder) -> None:
+    """`auto` never reaches the encoder: its options hold a concrete dtype, and the loaded
+    matmul weights are in that dtype (bf16 weights only when bf16 was chosen)."""
+    import torch
+
+    from prune import Encoder
+
+    options = EncoderOptions(dtype="auto")
+    assert options.dtype in ("float32", "bfloat16")
+    auto = Encoder(options=options)
+    want = torch.bfloat16 if options.dtype == "bfloat16" else torch.float32
+    assert auto.bert.layers[0].qkv.weight.dtype == want
+    assert Encoder(options=EncoderOptions(dtype="float32")).bert.layers[0].qkv.weight.dtype == torch.float32

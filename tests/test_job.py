@@ -248,8 +248,8 @@ def test_three_node_cluster_remove_a_node(tmp_path: Path, redis_url: str, tenant
     import ray
     from ray.cluster_utils import Cluster
 
-    from jobs.plan import Columns
-    from jobs.run import JobSpec, run_job
+    from jobs.run import run_job
+    from workers.job_spec import Columns, JobSpec
 
     ids = write_logs(tmp_path / "in", files=3, rows_per_file=4000, row_group=200)
     out = tmp_path / "out"
@@ -258,9 +258,9 @@ def test_three_node_cluster_remove_a_node(tmp_path: Path, redis_url: str, tenant
     cluster.wait_for_nodes()
     try:
         spec = JobSpec(
-            str(tmp_path / "in"),
-            str(out),
-            Columns("text", "tenant", "id"),
+            input=str(tmp_path / "in"),
+            output=str(out),
+            columns=Columns("text", "tenant", "id"),
             dtype="float32",
             actors=3,
             cpus_per_actor=1,
@@ -279,8 +279,7 @@ def test_three_node_cluster_remove_a_node(tmp_path: Path, redis_url: str, tenant
         wait_for_done_units(redis_url, tenants, "three-nodes", 3, actors=3)  # every actor up and working
         cluster.remove_node(workers[0])
         t.join(900)
-        report = result["report"]
-        assert isinstance(report, dict)
+        report = result["report"].to_dict()  # type: ignore[attr-defined]
         check_exactly_once(out, ids)
         nodes = {a["node"] for a in report["actors"].values()}
         assert len(nodes) == 3  # one actor per node, each did work before the removal

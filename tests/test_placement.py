@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from jobs.plan import Columns
-from jobs.run import JobError, JobSpec, _placement
+from jobs.errors import JobError
+from jobs.run import _placement
+from workers.job_spec import Columns, JobSpec
 
 
 def nodes(*cpus: int, dead: int = 0) -> list[dict[str, Any]]:
@@ -27,7 +28,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch):
 
 
 def spec(actors: int | None = None, cpus: int | None = None) -> JobSpec:
-    return JobSpec("in", "out", Columns(), actors=actors, cpus_per_actor=cpus)
+    return JobSpec(input="in", output="out", columns=Columns(), actors=actors, cpus_per_actor=cpus)
 
 
 def test_defaults_one_actor_per_node_that_fits(cluster) -> None:

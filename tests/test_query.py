@@ -311,14 +311,15 @@ def test_report_show_and_bad_reports(runs: dict[str, Path], tmp_path: Path, caps
 
 def test_compare_warns_when_hardware_or_input_differ(runs: dict[str, Path], tmp_path: Path) -> None:
     from jobs.compare import Run, load, warnings
+    from jobs.report_schema import Report
 
     a = load(str(runs["pruned"]))
-    other = json.loads(json.dumps(a.report))
+    other = a.report.to_dict()
     other["hardware"]["cpus"] = 64
     flip = {"float32": "bfloat16", "bfloat16": "float32"}
     other["placement"] = [{**p, "dtype": flip[p["dtype"]]} for p in other["placement"]]
     other["rows"]["planned"] += 1
-    got = warnings([a, Run("other", "x", other)])
+    got = warnings([a, Run("other", "x", Report.from_dict(other))])
     assert any("hardware differs: cpus" in w for w in got)
     assert any("actors ran a different dtype" in w for w in got)
     assert any("input differs" in w for w in got)

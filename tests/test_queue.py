@@ -84,14 +84,18 @@ def test_unit_that_kills_its_consumers_is_dead_lettered(queue: WorkQueue) -> Non
 
 
 def test_redelivery_of_a_done_unit_is_skipped(queue: WorkQueue) -> None:
+    """A unit retried by one consumer (a fresh message) while another finished it: the copy is
+    acknowledged and skipped, never run again."""
     queue.create(units(1), {})
-    t = queue.take("slow", block_ms=50)
+    slow = queue.take("slow", block_ms=50)
     time.sleep(0.3)
-    t2 = queue.take("fast", block_ms=50)  # reclaimed while "slow" still works on it
-    assert t2 is not None
-    queue.ack(t2, {"by": "fast"})
-    queue.ack(t, {"by": "slow"})  # the slow one finishes too: same unit, same deterministic output
-    assert queue.progress().done == 1
+    fast = queue.take("fast", block_ms=50)  # reclaimed while "slow" still works on it
+    assert slow is not None and fast is not None
+    queue.fail(slow, "slow consumer's error")  # re-queues a fresh copy of the unit
+    queue.ack(fast, {"by": "fast"})
+    assert queue.take("c", block_ms=50) is None  # the fresh copy is done already: skipped
+    assert queue.progress().done == 1 and queue.done_stats() == {"u000": {"by": "fast"}}
+    assert queue.client.xpending(queue.units, "classifiers")["pending"] == 0  # and acknowledged
 
 
 def test_duplicate_unit_ids_rejected(queue: WorkQueue) -> None:

@@ -6,32 +6,18 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import ray
 
+from workers.job_spec import JobAddress, JobSpec
 from workers.memory import peak_rss_mb
+from workers.unit import Unit
+from workers.unit_stats import UnitStats
 
-
-@dataclass(frozen=True)
-class ActorSettings:
-    """Everything an actor needs, plain data so it crosses process boundaries."""
-
-    job_id: str
-    redis_url: str
-    prefix: str
-    output: str
-    text_column: str
-    tenant_column: str | None
-    fixed_tenant: str | None
-    model: str | None
-    prune: dict[str, Any] | None
-    dtype: str
-    token_budget: int
-    cpus: int
-    max_attempts: int = 3
-    claim_idle_ms: int = 60_000
+if TYPE_CHECKING:
+    from prune import Encoder
 
 
 class ClassifierWorker:
@@ -43,28 +29,24 @@ class ClassifierWorker:
     multi-threaded encoder whenever another process takes one of its cores (README, Performance).
     """
 
-    def __init__(self, settings: ActorSettings, name: str) -> None:
+    def __init__(self, spec: JobSpec, job: JobAddress, cpus: int, name: str, encoder: Encoder | None = None) -> None:
+        """``encoder``: an already loaded one (tests); by default the spec's model is loaded."""
         import torch
 
-        from prune import Encoder, EncoderOptions, PruneConfig
-        from prune.cpu import resolve_dtype
+        from prune import Encoder, EncoderOptions
         from workers.classify import HeadCache
         from workers.connection import connect
         from workers.queue import WorkQueue
         from workers.tenant_store import CentroidStore
 
-        torch.set_num_threads(1)  # one thread per stream, settings.cpus streams
-        self.settings = settings
-        self.name = name
-        prune = PruneConfig(**settings.prune) if settings.prune else None
-        self.encoder = Encoder(
-            settings.model,
-            prune,
-            EncoderOptions(dtype=resolve_dtype(settings.dtype), token_budget=settings.token_budget),
+        torch.set_num_threads(1)  # one thread per stream, `cpus` streams
+        self.spec, self.job, self.cpus, self.name = spec, job, cpus, name
+        self.encoder = encoder or Encoder(
+            spec.model, spec.prune, EncoderOptions(dtype=spec.dtype, token_budget=spec.token_budget)
         )
-        client = connect(settings.redis_url)
-        self.queue = WorkQueue(client, settings.prefix, settings.job_id, settings.max_attempts, settings.claim_idle_ms)
-        self.heads = HeadCache(CentroidStore(client, settings.prefix), self.encoder.fingerprint)
+        client = connect(job.redis_url)
+        self.queue = WorkQueue(client, job.prefix, job.job_id, spec.max_attempts, spec.claim_idle_ms)
+        self.heads = HeadCache(CentroidStore(client, job.prefix), self.encoder.fingerprint)
         self.node = _node_id()
         self.host = socket.gethostname()
         self._metrics = _metrics()
@@ -79,50 +61,48 @@ class ClassifierWorker:
             "dtype": self.encoder.options.dtype,
         }
 
-    def process(self, unit_dict: dict[str, Any]) -> dict[str, Any]:
+    def process(self, unit_dict: dict[str, Any]) -> UnitStats:
+        """Read, classify and write one unit; its part file is complete when this returns."""
         from workers.classify import classify_table
-        from workers.parquet_io import Unit, read_unit, write_part
+        from workers.parquet_io import read_unit, write_part
 
-        s = self.settings
         unit = Unit.from_dict(unit_dict)
         t0 = time.perf_counter()
         table = read_unit(unit)
         t1 = time.perf_counter()
-        result = classify_table(table, self.encoder, self.heads, s.text_column, s.tenant_column, s.fixed_tenant)
+        result = classify_table(table, self.encoder, self.heads, self.spec.columns)
         t2 = time.perf_counter()
-        write_part(
-            result.table,
-            s.output,
-            unit.id,
-            {
-                "job_id": s.job_id,
-                "unit": unit.id,
-                "source": unit.uri,
-                "start_row": unit.start,
-                "model_fingerprint": self.encoder.fingerprint,
-                "prune": s.prune,
-                "dtype": self.encoder.options.dtype,
-                "tenant_versions": result.versions,
-            },
-        )
+        write_part(result.table, self.spec.output, unit.id, self._part_metadata(unit, result.versions))
         t3 = time.perf_counter()
+        return UnitStats(
+            rows=unit.rows,
+            tokens=result.tokens,
+            tokens_kept=result.tokens_kept,
+            read_s=t1 - t0,
+            encode_s=result.encode_seconds,
+            head_s=(t2 - t1) - result.encode_seconds,
+            write_s=t3 - t2,
+            total_s=t3 - t0,
+            statuses=result.statuses,
+            versions=result.versions,
+            actor=self.name,
+            node=self.node,
+            host=self.host,
+            pid=os.getpid(),
+            rss_mb=peak_rss_mb(),
+            finished=time.time(),
+        )
+
+    def _part_metadata(self, unit: Unit, versions: dict[str, int]) -> dict[str, Any]:
         return {
-            "rows": unit.rows,
-            "tokens": result.tokens,
-            "tokens_kept": result.tokens_kept,
-            "read_s": t1 - t0,
-            "classify_s": t2 - t1,
-            "encode_s": result.encode_seconds,
-            "write_s": t3 - t2,
-            "total_s": t3 - t0,
-            "statuses": result.statuses,
-            "versions": result.versions,
-            "actor": self.name,
-            "node": self.node,
-            "host": self.host,
-            "pid": os.getpid(),
-            "rss_mb": peak_rss_mb(),
-            "finished": time.time(),
+            "job_id": self.job.job_id,
+            "unit": unit.id,
+            "source": unit.uri,
+            "start_row": unit.start,
+            "model_fingerprint": self.encoder.fingerprint,
+            "prune": self.spec.prune.to_dict() if self.spec.prune else None,
+            "dtype": self.encoder.options.dtype,
+            "tenant_versions": versions,
         }
 
     def run(self, idle_poll_ms: int = 200) -> dict[str, Any]:
@@ -130,8 +110,8 @@ class ClassifierWorker:
         and ack units; an unexpected error in any stream is raised once all have stopped."""
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(self.settings.cpus, thread_name_prefix="encode") as pool:
-            futures = [pool.submit(self._stream, idle_poll_ms) for _ in range(self.settings.cpus)]
+        with ThreadPoolExecutor(self.cpus, thread_name_prefix="encode") as pool:
+            futures = [pool.submit(self._stream, idle_poll_ms) for _ in range(self.cpus)]
             counts = [f.result() for f in futures]
         return {**self.info(), "units": sum(u for u, _ in counts), "rows": sum(r for _, r in counts)}
 
@@ -147,11 +127,11 @@ class ClassifierWorker:
             except Exception as exc:  # the unit failed: retried, then dead-lettered with its cause
                 self.queue.fail(taken, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
                 continue
-            self.queue.ack(taken, stats)
+            self.queue.ack(taken, asdict(stats))
             units += 1
-            rows += stats["rows"]
+            rows += stats.rows
             if self._metrics:
-                for name, value in (("rows", stats["rows"]), ("units", 1), ("encode_seconds", stats["encode_s"])):
+                for name, value in (("rows", stats.rows), ("units", 1), ("encode_seconds", stats.encode_s)):
                     if value > 0:  # Ray counters refuse 0 (a unit whose rows all had nothing to encode)
                         self._metrics[name].inc(value)
         return units, rows
@@ -179,16 +159,12 @@ def _metrics() -> dict[str, Any] | None:
 
 @ray.remote(max_restarts=0, max_task_retries=0)
 class ClassifierActor:
-    def __init__(self, settings: dict[str, Any], name: str) -> None:
+    def __init__(self, spec: JobSpec, job: JobAddress, cpus: int, name: str) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.worker = ClassifierWorker(ActorSettings(**settings), name)
+        self.worker = ClassifierWorker(spec, job, cpus, name)
 
     def info(self) -> dict[str, Any]:
         return self.worker.info()
 
     def run(self) -> dict[str, Any]:
         return self.worker.run()
-
-
-def settings_dict(settings: ActorSettings) -> dict[str, Any]:
-    return asdict(settings)

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from prune import Encoder
 from prune.head import Head
+from workers.job_spec import Columns
 from workers.tenant_store import CentroidStore, FingerprintMismatch, TenantRecord, UnknownTenant
 
 OK, OUT_OF_SCOPE, UNKNOWN_TENANT, EMPTY_TEXT, MODEL_MISMATCH = (
@@ -77,67 +78,102 @@ class UnitResult:
     versions: dict[str, int] = field(default_factory=dict)
 
 
-def classify_table(
-    table: pa.Table,
-    encoder: Encoder,
-    heads: HeadCache,
-    text_column: str,
-    tenant_column: str | None,
-    fixed_tenant: str | None,
-) -> UnitResult:
+@dataclass
+class _Labels:
+    """The output columns of a unit's rows, filled in as rows are classified."""
+
+    status: np.ndarray  # [N] object: one of STATUSES
+    intent: np.ndarray  # [N] object: label or None
+    score: np.ndarray  # [N] float32, NaN where not classified
+    margin: np.ndarray  # [N] float32, NaN where not classified
+    tokens: np.ndarray  # [N] int32
+    kept: np.ndarray  # [N] int32
+
+    @classmethod
+    def empty(cls, n: int) -> _Labels:
+        return cls(
+            np.full(n, OK, dtype=object),
+            np.full(n, None, dtype=object),
+            np.full(n, np.nan, dtype=np.float32),
+            np.full(n, np.nan, dtype=np.float32),
+            np.zeros(n, dtype=np.int32),
+            np.zeros(n, dtype=np.int32),
+        )
+
+    def appended_to(self, table: pa.Table) -> pa.Table:
+        unscored = np.isnan(self.score)  # rows that were not classified: null score and margin
+        arrays = [
+            pa.array(self.intent.tolist(), pa.string()),
+            pa.array(self.score, pa.float32(), mask=unscored),
+            pa.array(self.margin, pa.float32(), mask=unscored),
+            pa.array(self.status.tolist(), pa.string()),
+            pa.array(self.tokens, pa.int32()),
+            pa.array(self.kept, pa.int32()),
+        ]
+        for f, col in zip(OUTPUT_FIELDS, arrays, strict=True):
+            table = table.append_column(f, col)
+        return table
+
+
+def classify_table(table: pa.Table, encoder: Encoder, heads: HeadCache, columns: Columns) -> UnitResult:
+    """The unit's table with the output columns appended; every row gets a status."""
     n = table.num_rows
-    texts: list[Any] = table.column(text_column).to_pylist()
-    tenants: list[Any] = [fixed_tenant] * n if fixed_tenant else table.column(tenant_column).to_pylist()
-    status = np.full(n, OK, dtype=object)
-    intent = np.full(n, None, dtype=object)
-    score = np.full(n, np.nan, dtype=np.float32)
-    margin = np.full(n, np.nan, dtype=np.float32)
-    tokens = np.zeros(n, dtype=np.int32)
-    kept = np.zeros(n, dtype=np.int32)
+    texts: list[Any] = table.column(columns.text).to_pylist()
+    tenants: list[Any] = (
+        [columns.fixed_tenant] * n if columns.fixed_tenant else table.column(columns.tenant).to_pylist()
+    )
+    labels = _Labels.empty(n)
     records = heads.lookup({t for t in tenants if isinstance(t, str)})
+    todo = _route(texts, tenants, records, labels)
+    result = UnitResult(table)
+    if todo:
+        _classify(todo, texts, tenants, records, encoder, labels, result)
+    values, counts = np.unique(labels.status.astype(str), return_counts=True)
+    result.statuses = {str(v): int(c) for v, c in zip(values, counts, strict=True)}
+    result.tokens, result.tokens_kept = int(labels.tokens.sum()), int(labels.kept.sum())
+    result.table = labels.appended_to(table)
+    return result
+
+
+def _route(texts: list[Any], tenants: list[Any], records: dict[str, TenantRecord | str], labels: _Labels) -> list[int]:
+    """The status of every row that cannot be classified; the rows that can, to encode."""
     todo: list[int] = []
     for i, (text, tenant) in enumerate(zip(texts, tenants, strict=True)):
         if not isinstance(text, str) or not text.strip():
-            status[i] = EMPTY_TEXT
+            labels.status[i] = EMPTY_TEXT
         elif not isinstance(tenant, str) or isinstance(records.get(tenant), str) or tenant not in records:
-            status[i] = records.get(tenant, UNKNOWN_TENANT) if isinstance(tenant, str) else UNKNOWN_TENANT
+            labels.status[i] = records.get(tenant, UNKNOWN_TENANT) if isinstance(tenant, str) else UNKNOWN_TENANT
         else:
             todo.append(i)
-    result = UnitResult(table)
-    if todo:
-        start = time.perf_counter()
-        enc = encoder.encode([texts[i] for i in todo])
-        result.encode_seconds = time.perf_counter() - start
-        idx = np.array(todo)
-        tokens[idx], kept[idx] = enc.tokens, enc.tokens_kept
-        by_tenant: dict[str, list[int]] = {}
-        for j, i in enumerate(todo):
-            by_tenant.setdefault(tenants[i], []).append(j)
-        for tenant, rows in by_tenant.items():
-            record = records[tenant]
-            assert not isinstance(record, str)
-            head: Head = record.head
-            pred = head.classify(enc.embeddings[rows])
-            target = idx[rows]
-            score[target], margin[target] = pred.score, pred.margin
-            labels = np.array(head.labels, dtype=object)[pred.label_index]
-            intent[target] = np.where(pred.in_scope, labels, None)
-            status[target] = np.where(pred.in_scope, OK, OUT_OF_SCOPE)
-            result.versions[tenant] = record.version
-    values, counts = np.unique(status.astype(str), return_counts=True)
-    result.statuses = {str(v): int(c) for v, c in zip(values, counts, strict=True)}
-    result.tokens, result.tokens_kept = int(tokens.sum()), int(kept.sum())
-    unscored = np.isnan(score)  # rows that were not classified: null score and margin
-    columns = [
-        pa.array(intent.tolist(), pa.string()),
-        pa.array(score, pa.float32(), mask=unscored),
-        pa.array(margin, pa.float32(), mask=unscored),
-        pa.array(status.tolist(), pa.string()),
-        pa.array(tokens, pa.int32()),
-        pa.array(kept, pa.int32()),
-    ]
-    out = table
-    for f, col in zip(OUTPUT_FIELDS, columns, strict=True):
-        out = out.append_column(f, col)
-    result.table = out
-    return result
+    return todo
+
+
+def _classify(
+    todo: list[int],
+    texts: list[Any],
+    tenants: list[Any],
+    records: dict[str, TenantRecord | str],
+    encoder: Encoder,
+    labels: _Labels,
+    result: UnitResult,
+) -> None:
+    """Encode the ``todo`` rows once, then label each tenant's rows with its head."""
+    start = time.perf_counter()
+    enc = encoder.encode([texts[i] for i in todo])
+    result.encode_seconds = time.perf_counter() - start
+    idx = np.array(todo)  # [M] row of each encoded text
+    labels.tokens[idx], labels.kept[idx] = enc.tokens, enc.tokens_kept
+    by_tenant: dict[str, list[int]] = {}
+    for j, i in enumerate(todo):
+        by_tenant.setdefault(tenants[i], []).append(j)
+    for tenant, rows in by_tenant.items():
+        record = records[tenant]
+        assert not isinstance(record, str)
+        head: Head = record.head
+        pred = head.classify(enc.embeddings[rows])  # [m, D] -> m predictions
+        target = idx[rows]
+        labels.score[target], labels.margin[target] = pred.score, pred.margin
+        names = np.array(head.labels, dtype=object)[pred.label_index]
+        labels.intent[target] = np.where(pred.in_scope, names, None)
+        labels.status[target] = np.where(pred.in_scope, OK, OUT_OF_SCOPE)
+        result.versions[tenant] = record.version

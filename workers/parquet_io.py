@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from workers.unit import Unit
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -24,33 +25,6 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
 
 def join(base_uri: str, name: str) -> str:
     return base_uri.rstrip("/") + "/" + name
-
-
-@dataclass(frozen=True)
-class Unit:
-    """The rows [start, start + rows) of one file, found in the consecutive ``row_groups`` from
-    the ``offset``-th row of the first of them (0 unless a big row group was cut in pieces)."""
-
-    id: str
-    uri: str
-    row_groups: tuple[int, ...]
-    start: int
-    rows: int
-    offset: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "uri": self.uri,
-            "row_groups": list(self.row_groups),
-            "start": self.start,
-            "rows": self.rows,
-            "offset": self.offset,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Unit:
-        return cls(d["id"], d["uri"], tuple(d["row_groups"]), int(d["start"]), int(d["rows"]), int(d.get("offset", 0)))
 
 
 def read_unit(unit: Unit, batch_rows: int = 65536) -> pa.Table:

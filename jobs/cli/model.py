@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from jobs.cli.options import DTYPE_HELP, build_encoder, csv_ints, csv_of, encoder_options
 from prune import PruneConfig
-from prune.config import DTYPE_CHOICES
-from prune.cpu import resolve_dtype
+from prune.config import DTYPE_CHOICES, resolve_dtype
 from prune.head import HEAD_KINDS
 from prune.search.data import DEFAULT_DATA_DIR
 
@@ -138,31 +138,24 @@ def eval_command(
 def tune_command(
     data_dir: str,
     datasets: tuple[str, ...],
-    shots: tuple[int, ...],
-    seeds: int,
-    query_per_intent: int,
     dtype: str,
     mode: str,
-    max_drop: float,
     token_budget: float | None,
     grid_s: tuple[int, ...],
     grid_q: tuple[float, ...],
     grid_l: tuple[int, ...],
     grid_score: tuple[str, ...],
-    max_timed: int,
-    timing_repeats: int,
     confirm: bool,
     model: str | None,
     out: str | None,
     write_default: bool,
+    **search: Any,
 ) -> None:
     """Multi-task offline search for ONE pruning config (train/valid data only)."""
     import time
 
     from tqdm import tqdm
 
-    from prune.search.eval_run import render_markdown, run_eval
-    from prune.search.evaluate import EvalSettings, Variant
     from prune.search.tune import Grid, run_tune, write_default_file
 
     if mode == "budget" and token_budget is None:
@@ -173,41 +166,17 @@ def tune_command(
         data_dir,
         datasets,
         Grid(grid_s, grid_q, grid_l, grid_score),
-        shots,
-        seeds,
-        query_per_intent,
-        dtype,
-        mode,
-        max_drop,
-        token_budget,
-        max_timed,
-        timing_repeats,
-        model,
+        dtype=dtype,
+        mode=mode,
+        token_budget=token_budget,
+        model=model,
         progress=tqdm,
         log=lambda m: click.echo(m, err=True),
+        **search,
     )
-    chosen = report["chosen"]
-    click.echo(
-        f"chosen: {chosen['config'] or 'unpruned'}  speed-up {chosen['speedup']:.2f}x over unpruned {dtype}, "
-        f"tokens kept {100 * chosen['tokens_kept']:.1f}%, worst task drop {chosen['worst_drop_pt']:.2f} pt"
-    )
-    for task, drop in chosen["drops_pt"].items():
-        click.echo(f"  {task}: accuracy {100 * chosen['accuracy'][task]:.1f} (drop {drop:+.2f} pt)")
-    if confirm and chosen["config"]:
-        short = "bf16" if dtype == "bfloat16" else "fp32"
-        cfg = chosen["config"]
-        spec = f"{short}:s={cfg['min_tokens']},q={cfg['quantile']},l={cfg['layer']},score={cfg['score']}"
-        test = run_eval(
-            data_dir,
-            datasets,
-            [Variant.parse(short), Variant.parse(spec)],
-            EvalSettings(),
-            "test",
-            timing_repeats,
-            model=model,
-        )
-        report["test"] = test
-        click.echo("\non the test splits (not used by the search):\n" + render_markdown(test))
+    _echo_choice(report["chosen"], dtype)
+    if confirm and report["chosen"]["config"]:
+        report["test"] = _confirm_on_test(report["chosen"]["config"], data_dir, datasets, dtype, search, model)
     report["seconds"] = time.perf_counter() - started
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -215,6 +184,30 @@ def tune_command(
     if write_default:
         path = write_default_file(report, " ".join(["jobs", *sys.argv[1:]]), data_dir)
         click.echo(f"wrote {path}")
+
+
+def _echo_choice(chosen: dict[str, Any], dtype: str) -> None:
+    click.echo(
+        f"chosen: {chosen['config'] or 'unpruned'}  speed-up {chosen['speedup']:.2f}x over unpruned {dtype}, "
+        f"tokens kept {100 * chosen['tokens_kept']:.1f}%, worst task drop {chosen['worst_drop_pt']:.2f} pt"
+    )
+    for task, drop in chosen["drops_pt"].items():
+        click.echo(f"  {task}: accuracy {100 * chosen['accuracy'][task]:.1f} (drop {drop:+.2f} pt)")
+
+
+def _confirm_on_test(
+    cfg: dict[str, Any], data_dir: str, datasets: tuple[str, ...], dtype: str, search: dict[str, Any], model: str | None
+) -> dict[str, Any]:
+    """The chosen config against unpruned on the test splits, which the search never read."""
+    from prune.search.eval_run import render_markdown, run_eval
+    from prune.search.evaluate import EvalSettings, Variant
+
+    short = "bf16" if dtype == "bfloat16" else "fp32"
+    spec = f"{short}:s={cfg['min_tokens']},q={cfg['quantile']},l={cfg['layer']},score={cfg['score']}"
+    variants = [Variant.parse(short), Variant.parse(spec)]
+    test = run_eval(data_dir, datasets, variants, EvalSettings(), "test", search["timing_repeats"], model=model)
+    click.echo("\non the test splits (not used by the search):\n" + render_markdown(test))
+    return test
 
 
 @click.command("train-scorer")

@@ -11,7 +11,6 @@ import click
 from jobs import embedded_redis
 from prune import EncoderOptions, PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES
-from prune.cpu import resolve_dtype
 from workers.connection import connect
 from workers.tenant_store import CentroidStore
 
@@ -89,7 +88,7 @@ def job_encoder_options(fn):  # type: ignore[no-untyped-def]
 def build_encoder(model: str | None, prune: PruneConfig | None, dtype: str, token_budget: int) -> Encoder:
     from prune import Encoder
 
-    return Encoder(model, prune, EncoderOptions(dtype=resolve_dtype(dtype), token_budget=token_budget))
+    return Encoder(model, prune, EncoderOptions(dtype=dtype, token_budget=token_budget))
 
 
 def csv_of(kind: type) -> Callable[[click.Context | None, click.Parameter | None, str], tuple]:

@@ -82,18 +82,21 @@ def query(
         statement = sql if limit is None else f"SELECT * FROM ({sql.strip().rstrip(';')}) AS q LIMIT {limit}"
     else:
         statement = select_sql(q.schema, columns, count_by, limit)
-    reader = q.reader(statement)
+    _write(q.reader(statement), fmt, out, limit)
+
+
+def _write(reader, fmt: str, out: str | None, limit: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Stream the result to ``out`` (or stdout) in ``fmt``; a failure while reading is a QueryError."""
     try:
         if fmt == "parquet":
             write_parquet(reader, str(out))
+        elif fmt == "csv" and out:
+            with open(out, "wb") as f:
+                write_csv(reader, f)
         elif fmt == "csv":
-            if out:
-                with open(out, "wb") as f:
-                    write_csv(reader, f)
-            else:
-                sys.stdout.flush()
-                write_csv(reader, sys.stdout.buffer)
-                sys.stdout.buffer.flush()
+            sys.stdout.flush()
+            write_csv(reader, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
         elif out:
             with open(out, "w", encoding="utf-8") as f:
                 _text(fmt, reader, f, limit)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -10,11 +13,11 @@ from jobs import embedded_redis
 from jobs.cli.options import EXAMPLES_DIR, job_encoder_options, redis_options
 from jobs.errors import JobIncomplete
 from jobs.examples_io import read_examples
-from jobs.plan import DEFAULT_UNIT_ROWS
 from jobs.tenants import add_tenant
 from prune import PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
 from workers.connection import connect
+from workers.job_spec import DEFAULT_UNIT_ROWS, Columns, JobSpec
 from workers.tenant_store import CentroidStore
 
 
@@ -66,51 +69,27 @@ def submit_classify(
     tenant_column: str,
     fixed_tenant: str | None,
     id_column: str | None,
-    model: str | None,
-    prune: PruneConfig | None,
-    dtype: str,
-    token_budget: int,
-    actors: int | None,
-    cpus_per_actor: int | None,
-    unit_rows: int,
-    max_attempts: int,
     claim_idle: float,
     ray_address: str | None,
     job_id: str | None,
     resume: str | None,
     redis_url: str | None,
     redis_prefix: str,
+    **encoder_and_queue: Any,
 ) -> None:
     """Classify Parquet utterance logs into labelled Parquet plus a throughput report."""
-    from tqdm import tqdm
-
-    from jobs.plan import Columns
-    from jobs.run import JobSpec, run_job
+    from jobs.run import run_job
 
     spec = JobSpec(
-        input_uri,
-        output_uri,
-        Columns(text_column, None if fixed_tenant else tenant_column, id_column, fixed_tenant),
-        model,
-        prune.to_dict() if prune else None,
-        dtype,
-        actors,
-        cpus_per_actor,
-        unit_rows,
-        token_budget,
-        max_attempts,
-        int(claim_idle * 1000),
+        input=input_uri,
+        output=output_uri,
+        columns=Columns(text_column, None if fixed_tenant else tenant_column, id_column, fixed_tenant),
+        claim_idle_ms=int(claim_idle * 1000),
+        **encoder_and_queue,
     )
     url = redis_url or embedded_redis.ensure_running()
     connect(url)  # fail fast, before planning
-    bar = tqdm(total=None, unit="rows", desc="classify", disable=None, dynamic_ncols=True)
-
-    def progress(rows: int, units: int, dead: int) -> None:
-        bar.n = rows
-        bar.set_postfix(units=units, dead=dead, refresh=False)
-        bar.refresh()
-
-    try:
+    with _progress_bar() as progress:
         report = run_job(
             None if resume else spec,
             url,
@@ -121,18 +100,34 @@ def submit_classify(
             progress,
             log=lambda m: click.echo(m, err=True),
         )
+    click.echo(
+        f"job {report.job_id}: {report.rows.written} rows written to {report.output} in "
+        f"{report.wall_s:.1f}s ({report.rows_per_s:.0f} rows/s), tokens kept "
+        f"{report.tokens_kept_pct:.1f}%, statuses {report.statuses}"
+    )
+    if report.dead_units:
+        raise JobIncomplete(
+            f"{len(report.dead_units)} unit(s) ({report.rows.dead} rows) failed and were dead-lettered; "
+            f"no _SUCCESS written. First cause: {report.dead_units[0].error.splitlines()[0]}"
+        )
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int, int], None]]:
+    """A rows bar on stderr (hidden when not a terminal), fed with (rows, units done, units dead)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, unit="rows", desc="classify", disable=None, dynamic_ncols=True)
+
+    def progress(rows: int, units: int, dead: int) -> None:
+        bar.n = rows
+        bar.set_postfix(units=units, dead=dead, refresh=False)
+        bar.refresh()
+
+    try:
+        yield progress
     finally:
         bar.close()
-    click.echo(
-        f"job {report['job_id']}: {report['rows']['written']} rows written to {report['output']} in "
-        f"{report['wall_s']:.1f}s ({report['rows_per_s']:.0f} rows/s), tokens kept "
-        f"{report['tokens_kept_pct']:.1f}%, statuses {report['statuses']}"
-    )
-    if report["dead_units"]:
-        raise JobIncomplete(
-            f"{len(report['dead_units'])} unit(s) ({report['rows']['dead']} rows) failed and were dead-lettered; "
-            f"no _SUCCESS written. First cause: {report['dead_units'][0]['error'].splitlines()[0]}"
-        )
 
 
 @click.command()
@@ -165,9 +160,7 @@ def demo(
     """Add the demo tenant and run the classify job on the bundled sample logs."""
     import pyarrow.parquet as pq
 
-    from jobs.plan import Columns
-    from jobs.report import ran_dtypes
-    from jobs.run import JobSpec, new_job_id, run_job
+    from jobs.run import new_job_id, run_job
     from prune import Encoder
 
     url = redis_url or embedded_redis.ensure_running()
@@ -179,13 +172,13 @@ def demo(
     )
     job_id = new_job_id()
     out = output or str(Path("runs") / f"demo-{job_id}")
-    spec = JobSpec(logs, out, Columns("text", "tenant", "id"), prune=prune.to_dict() if prune else None, dtype=dtype)
+    spec = JobSpec(input=logs, output=out, columns=Columns("text", "tenant", "id"), prune=prune, dtype=dtype)
     report = run_job(spec, url, redis_prefix, None, job_id, log=lambda m: click.echo(m, err=True))
     click.echo(
-        f"job {job_id}: {report['rows']['written']} rows -> {out}  ({report['rows_per_s']:.0f} rows/s "
-        f"end to end, tokens kept {report['tokens_kept_pct']:.1f}%, prune {prune or 'off'}, {ran_dtypes(report)})"
+        f"job {job_id}: {report.rows.written} rows -> {out}  ({report.rows_per_s:.0f} rows/s "
+        f"end to end, tokens kept {report.tokens_kept_pct:.1f}%, prune {prune or 'off'}, {report.ran_dtypes()})"
     )
-    click.echo(f"statuses: {report['statuses']}")
+    click.echo(f"statuses: {report.statuses}")
     rows = [r for p in sorted(Path(out).glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
     for r in sorted(rows, key=lambda r: r["id"])[:15]:
         score = "" if r["score"] is None else f"{r['score']:.3f}"

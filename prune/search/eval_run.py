@@ -15,7 +15,7 @@ from tqdm import tqdm
 from prune.config import EncoderOptions
 from prune.encoder import Encoder
 from prune.errors import ConfigError, DataError
-from prune.search.data import has_split, load_split
+from prune.search.data import Split, has_split, load_split
 from prune.search.evaluate import EvalSettings, Variant, evaluate_variant, in_scope_texts
 from prune.search.timing import interleaved_seconds, median_ratios
 
@@ -31,6 +31,45 @@ def encoders_for(variants: Sequence[Variant], model: str | None) -> dict[str, En
     return out
 
 
+def _load_splits(data_dir: str | Path, datasets: Sequence[str], split: str) -> dict[str, tuple[Split, Split]]:
+    """Per dataset: (train as the support pool, the scored split)."""
+    splits = {}
+    for ds in datasets:
+        if not has_split(data_dir, ds, split):
+            raise DataError(f"{Path(data_dir) / ds / (split + '.jsonl')} not found")
+        splits[ds] = (load_split(data_dir, ds, "train"), load_split(data_dir, ds, split))
+    return splits
+
+
+def _accuracy_rows(
+    splits: dict[str, tuple[Split, Split]],
+    variants: Sequence[Variant],
+    encoders: dict[str, Encoder],
+    settings: EvalSettings,
+    progress: Callable[..., object],
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    bar = progress(total=len(splits) * len(variants), desc="eval", unit="run", disable=None)
+    for ds, (support, query) in splits.items():
+        for v in variants:
+            enc, summary = evaluate_variant(encoders[v.name], support, query, settings)
+            results += [
+                {
+                    "dataset": ds,
+                    "variant": v.name,
+                    **row,
+                    "encode_seconds": enc.seconds,
+                    "utterances_per_s": len(query) / max(enc.seconds, 1e-9),
+                    "tokens": enc.tokens,
+                    "tokens_kept": enc.tokens_kept,
+                }
+                for row in summary
+            ]
+            bar.update(1)  # type: ignore[attr-defined]
+    bar.close()  # type: ignore[attr-defined]
+    return results
+
+
 def run_eval(
     data_dir: str | Path,
     datasets: Sequence[str],
@@ -42,39 +81,17 @@ def run_eval(
     model: str | None = None,
     progress: Callable[..., object] = tqdm,
 ) -> dict[str, Any]:
+    """Accuracy of every variant on every dataset, and their speed side by side (interleaved)."""
     if not variants:
         raise ConfigError("give at least one encoder variant (--config)")
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ConfigError(f"encoder variants must be distinct, got {names}")
-    splits = {}
-    for ds in datasets:
-        if not has_split(data_dir, ds, split):
-            raise DataError(f"{Path(data_dir) / ds / (split + '.jsonl')} not found")
-        splits[ds] = (load_split(data_dir, ds, "train"), load_split(data_dir, ds, split))
+    splits = _load_splits(data_dir, datasets, split)
     encoders = encoders_for(variants, model)
-    results: list[dict[str, Any]] = []
-    bar = progress(total=len(datasets) * len(variants), desc="eval", unit="run", disable=None)
-    for ds, (support, query) in splits.items():
-        for v in variants:
-            enc, summary = evaluate_variant(encoders[v.name], support, query, settings)
-            for row in summary:
-                results.append(
-                    {
-                        "dataset": ds,
-                        "variant": v.name,
-                        **row,
-                        "encode_seconds": enc.seconds,
-                        "utterances_per_s": len(query) / max(enc.seconds, 1e-9),
-                        "tokens": enc.tokens,
-                        "tokens_kept": enc.tokens_kept,
-                    }
-                )
-            bar.update(1)
-    bar.close()
+    results = _accuracy_rows(splits, variants, encoders, settings, progress)
     sample = list(in_scope_texts(splits[datasets[0]][1], timing_texts))
     times = interleaved_seconds({n: (lambda e=e: e.encode(sample)) for n, e in encoders.items()}, timing_repeats)
-    ratios = median_ratios(times, names[0])
     first = next(iter(encoders.values()))
     return {
         "kind": "fewshot-eval",
@@ -98,7 +115,7 @@ def run_eval(
             "repeats": timing_repeats,
             "baseline": names[0],
             "median_seconds": {n: statistics.median(t) for n, t in times.items()},
-            "speedup": ratios,
+            "speedup": median_ratios(times, names[0]),
         },
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__},
         "results": results,

@@ -39,6 +39,9 @@ class Grid:
     layer: tuple[int, ...] = (1, 2, 3)
     score: tuple[str, ...] = ("attention", "norm", "learned")
 
+    def to_dict(self) -> dict[str, tuple[object, ...]]:
+        return {"min_tokens": self.min_tokens, "quantile": self.quantile, "layer": self.layer, "score": self.score}
+
     def configs(self) -> list[PruneConfig]:
         return [
             PruneConfig(s, q, lay, sc)
@@ -184,6 +187,23 @@ def time_candidates(
         m.speedup = 1.0 if m.config is None else ratios[str(m.config)]
 
 
+def to_time(
+    candidates: list[Measurement],
+    measured: list[Measurement],
+    baseline: Measurement,
+    mode: str,
+    max_drop: float,
+    token_budget: float | None,
+    max_timed: int,
+) -> list[Measurement]:
+    """Speed mode: the feasible configs that keep the fewest tokens (the likeliest fastest) and the
+    baseline; budget mode: the one most accurate config."""
+    if mode != "speed":
+        return [select(measured, mode, max_drop, token_budget)]
+    chosen = sorted(candidates, key=lambda m: m.tokens_kept)[:max_timed]
+    return chosen if baseline in chosen else [*chosen, baseline]
+
+
 def run_tune(
     data_dir: str | Path,
     datasets: Sequence[str],
@@ -214,20 +234,14 @@ def run_tune(
         log(f"no learned scorer for model {base.fingerprint}: skipping score=learned (run `jobs train-scorer`)")
         configs = [c for c in configs if c.score != "learned"]
     for c in configs:
-        if c.layer >= base.num_layers:
-            raise ConfigError(f"grid layer {c.layer} is out of range for a {base.num_layers}-layer model")
+        c.check_layers(base.num_layers)
     baseline = measure(base, tasks, settings)
     with_drops(baseline, baseline)
     measured = [baseline]
     for c in progress(configs, desc="tune", unit="config"):
         measured.append(with_drops(measure(base.with_prune(c), tasks, settings), baseline))
     candidates = feasible(measured, mode, max_drop, token_budget)
-    if mode == "speed":  # the fewest tokens kept are the likeliest fastest: time those
-        candidates = sorted(candidates, key=lambda m: m.tokens_kept)[:max_timed]
-        if baseline not in candidates:
-            candidates.append(baseline)
-    else:
-        candidates = [select(measured, mode, max_drop, token_budget)]
+    candidates = to_time(candidates, measured, baseline, mode, max_drop, token_budget, max_timed)
     texts = [t for ts in tasks for t in ts.query.texts]
     time_candidates(candidates, base.with_prune, random.Random(0).sample(texts, min(1000, len(texts))), timing_repeats)
     chosen = select(candidates, mode, max_drop, token_budget)
@@ -241,12 +255,7 @@ def run_tune(
             "mode": mode,
             "max_drop_pt": max_drop,
             "token_budget": token_budget,
-            "grid": {
-                "min_tokens": grid.min_tokens,
-                "quantile": grid.quantile,
-                "layer": grid.layer,
-                "score": grid.score,
-            },
+            "grid": grid.to_dict(),
         },
         "model": {"path": str(base.spec.path), "fingerprint": base.fingerprint},
         "baseline": baseline.to_dict(),
