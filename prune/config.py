@@ -108,7 +108,7 @@ class PruneConfig:
 
 
 # Rows x padded length per batch. Measured with benchmarks/token_budget.py: 1024 keeps a batch's
-# activations near the per-core cache, 11-13% faster than 4096 (README, Performance).
+# activations near the per-core cache, 11-13% faster than 4096 (docs/performance.md).
 DEFAULT_TOKEN_BUDGET = 1024
 
 

@@ -2,7 +2,7 @@
 whether ``--dtype auto`` means bfloat16 or float32.
 
 Without them torch emulates bf16 and autocast is several times slower than fp32 (measured on an
-AVX2-only host: README, Performance), so bf16 is only a default where the hardware has it.
+AVX2-only host: docs/performance.md), so bf16 is only a default where the hardware has it.
 """
 
 from __future__ import annotations

@@ -112,3 +112,17 @@ def test_help_query_and_report_run_without_torch_or_ray(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert '"tenant","intent","score"\n"a","x",0.5' in r.stdout  # the query ran
     assert r.stdout.strip().splitlines()[-1] == "LOADED []", r.stdout
+
+
+NEEDLES = ("sha" + "red/datasets", "\x22sha" + "red\x22")  # spelled apart so this file does not match
+
+
+def test_nothing_reads_beside_the_repository() -> None:
+    """Code, tests and benchmarks use the datasets shipped in the package, never ../shared."""
+    offenders = [
+        str(path.relative_to(REPO))
+        for folder in ("jobs", "workers", "prune", "tests", "benchmarks")
+        for path in (REPO / folder).rglob("*.py")
+        if any(needle in path.read_text() for needle in NEEDLES)
+    ]
+    assert not offenders, offenders

@@ -26,7 +26,7 @@ class ClassifierWorker:
     It runs one single-threaded encode stream per CPU: each stream takes, processes and acks its
     own units, sharing the encoder weights and the head cache. Torch ops release the GIL, and
     independent streams never wait on each other at the intra-op barriers that stall a
-    multi-threaded encoder whenever another process takes one of its cores (README, Performance).
+    multi-threaded encoder whenever another process takes one of its cores (docs/performance.md).
     """
 
     def __init__(self, spec: JobSpec, job: JobAddress, cpus: int, name: str, encoder: Encoder | None = None) -> None:
