@@ -14,6 +14,8 @@ REQUIRED = ("rows", "wall_s", "rows_per_s", "config", "actors")
 
 @dataclass(frozen=True, kw_only=True)
 class UnitCounts:
+    """Units planned, done, and dead-lettered without being done."""
+
     total: int
     done: int
     dead: int
@@ -21,16 +23,25 @@ class UnitCounts:
 
 @dataclass(frozen=True, kw_only=True)
 class RowCounts:
+    """Rows planned, written in part files, and in dead units."""
+
     planned: int
     written: int
     dead: int = 0
 
+    @property
+    def unaccounted(self) -> int:
+        """Rows neither written nor in a dead unit: 0 in every finished job."""
+        return self.planned - self.written - self.dead
+
 
 @dataclass(frozen=True, kw_only=True)
 class Latency:
-    p50: float
-    p95: float
-    max: float
+    """Seconds per unit: median, 95th percentile, worst."""
+
+    p50: float = 0.0
+    p95: float = 0.0
+    max: float = 0.0  # 0.0 throughout when no unit finished
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,7 +133,7 @@ class Report:
                     **{k: v for k, v in d.items() if k in known},
                     "units": UnitCounts(**d.get("units", {"total": 0, "done": 0, "dead": 0})),
                     "rows": RowCounts(**d["rows"]),
-                    "unit_latency_s": Latency(**d.get("unit_latency_s", {"p50": 0.0, "p95": 0.0, "max": 0.0})),
+                    "unit_latency_s": Latency(**d.get("unit_latency_s", {})),
                     "actors": {k: Share(**v) for k, v in d["actors"].items()},
                     "nodes": {k: Share(**v) for k, v in d.get("nodes", {}).items()},
                     "placement": [_placement(p) for p in d.get("placement", [])],

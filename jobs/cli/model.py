@@ -16,6 +16,21 @@ from prune.head import HEAD_KINDS
 from prune.search.data import DEFAULT_DATA_DIR
 
 
+def packaged_data(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    return value or str(DEFAULT_DATA_DIR)
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    callback=packaged_data,
+    envvar="JOBS_DATA_DIR",
+    help='A folder of DATASET/{train,valid,test}.jsonl ({"text", "label"} lines; env JOBS_DATA_DIR). '
+    "Default: BANKING77 and CLINC150, shipped with the package.",
+)
+
+
 @click.command()
 @encoder_options
 @click.option(
@@ -44,7 +59,7 @@ def encode(model: str | None, prune: PruneConfig | None, dtype: str, token_budge
 
 
 @click.command("eval")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=str(DEFAULT_DATA_DIR), show_default=True)
+@data_dir_option
 @click.option("--dataset", "datasets", multiple=True, default=("banking77", "clinc150"), show_default=True)
 @click.option("--split", default="test", show_default=True, help="The split that is scored (support: train).")
 @click.option("--shots", default="1,2,3,5,10", show_default=True, callback=csv_ints)
@@ -95,7 +110,7 @@ def eval_command(
 
 
 @click.command("tune")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=str(DEFAULT_DATA_DIR), show_default=True)
+@data_dir_option
 @click.option("--dataset", "datasets", multiple=True, default=("banking77", "clinc150"), show_default=True)
 @click.option("--shots", default="5,10", show_default=True, callback=csv_ints)
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
@@ -211,7 +226,7 @@ def _confirm_on_test(
 
 
 @click.command("train-scorer")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=str(DEFAULT_DATA_DIR), show_default=True)
+@data_dir_option
 @click.option(
     "--dataset",
     "datasets",
