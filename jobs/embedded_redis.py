@@ -111,6 +111,43 @@ def ensure_running(folder: Path | None = None, timeout: float = 20.0) -> str:
         )
 
 
+def serve(port: int, bind: str, password: str, folder: Path, timeout: float = 20.0) -> str:
+    """A password-protected TCP redis-server for a cluster's head node, with its append-only file
+    in ``folder``: reused if one already answers on ``port`` with this password, else started
+    (daemonized) and waited for. Fails with the server's own log when it cannot come up, so a
+    cluster's setup stops there instead of starting Ray without its queue."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+
+    def alive() -> bool:
+        try:
+            return bool(redis.Redis.from_url(url, socket_timeout=2).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    if alive():
+        return url
+    log = folder / "redis.log"
+    log.unlink(missing_ok=True)
+    cmd = [redis_server_binary(), "--port", str(port), "--bind", bind, "--requirepass", password]
+    cmd += ["--dir", str(folder), "--appendonly", "yes", "--daemonize", "yes", "--logfile", str(log)]
+    cmd += ["--pidfile", str(folder / "redis.pid")]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as exc:
+        raise EmbeddedRedisError(f"cannot run {cmd[0]}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and result.returncode == 0:
+        if alive():
+            return url
+        time.sleep(0.1)
+    tail = log.read_text()[-1500:].strip() if log.exists() else ""
+    raise EmbeddedRedisError(
+        f"redis-server on port {port} did not come up (exit {result.returncode}): "
+        f"{result.stderr.strip()} {result.stdout.strip()} {tail}".strip()
+    )
+
+
 def stop(folder: Path | None = None) -> bool:
     """Shut the embedded server down (saving its data); True if one was running."""
     socket = (folder or home()) / "redis" / "redis.sock"

@@ -11,6 +11,14 @@ class JobIncomplete(RuntimeError):
     """The job ended with units that failed (dead-lettered): no _SUCCESS (exit 4)."""
 
 
+class StorageError(RuntimeError):
+    """Input or output storage failed: unreachable, read-only, full, no permission (exit 5)."""
+
+
+class JobInterrupted(RuntimeError):
+    """SIGINT or SIGTERM while a job ran; the message says how to resume it (exit 130)."""
+
+
 class EmbeddedRedisError(RuntimeError):
     """The embedded Redis server could not be started (exit 3)."""
 

@@ -80,8 +80,15 @@ def _read(path: Path, kind: str) -> pa.Table:
                 raise ExamplesError(f"{path}: the file is empty; expected a header row and examples")
             with path.open(newline="") as f:
                 reader = csv.DictReader(f)
+                header = list(reader.fieldnames or [])
+                twice = sorted({n for n in header if header.count(n) > 1})
+                if twice:
+                    raise ExamplesError(
+                        f"{path}: the header names {', '.join(map(repr, twice))} more than once; "
+                        f"give each column a distinct name"
+                    )
                 rows = list(reader)
-                return pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in reader.fieldnames or []]))
+                return pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in header]))
         rows = []
         with path.open() as f:
             for n, line in enumerate(f, start=1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
+import os
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
@@ -44,32 +45,68 @@ def _uri(input_uri: str, fs: pafs.FileSystem, path: str) -> str:
     return f"{scheme}://{path}"
 
 
+def _hidden(name: str) -> bool:
+    return name.startswith((".", "_"))
+
+
+def _local_files(root: str) -> list[str]:
+    """Files under a local folder, following symlinks but reading each folder and each physical
+    file once (a link back to a parent is not a loop; two links to one file are one file)."""
+    seen: set[str] = set()
+    files: set[str] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = sorted(d for d in subfolders if not _hidden(d))
+        files |= {os.path.realpath(os.path.join(folder, n)) for n in names if not _hidden(n)}
+    return sorted(files)
+
+
+def _remote_files(fs: pafs.FileSystem, path: str) -> list[str]:
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    out = []
+    for i in infos:
+        rel = i.path[len(path) :].lstrip("/")
+        if i.type == pafs.FileType.File and not any(_hidden(part) for part in rel.split("/")):
+            out.append(i.path)
+    return sorted(out)
+
+
 def list_files(input_uri: str) -> list[str]:
-    """Parquet files under a file or directory URI, sorted; hidden and _-prefixed names are skipped."""
+    """Parquet files under a file or directory URI, sorted, each physical file once; hidden and
+    _-prefixed names are skipped."""
     fs, path = resolve(input_uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         raise PlanError(f"input {input_uri} does not exist")
     if info.type == pafs.FileType.File:
         return [_uri(input_uri, fs, path)]
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    files, others = [], []
-    for i in infos:
-        if i.type != pafs.FileType.File:
-            continue
-        rel = i.path[len(path) :].lstrip("/")
-        if any(part.startswith((".", "_")) for part in rel.split("/")):
-            continue
-        (files if i.path.endswith(".parquet") else others).append(i.path)
+    local = isinstance(fs, pafs.LocalFileSystem)
+    found = _local_files(path) if local else _remote_files(fs, path)
+    files = [f for f in found if f.endswith(".parquet")]
+    others = [f for f in found if not f.endswith(".parquet")]
     if others:
-        shown = ", ".join(sorted(others)[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise PlanError(
             f"input {input_uri} holds files that are not .parquet: {shown}; move them away "
             f"(names starting with _ or . are ignored)"
         )
     if not files:
         raise PlanError(f"input {input_uri} holds no .parquet files")
-    return [_uri(input_uri, fs, p) for p in sorted(files)]
+    return [_uri(input_uri, fs, p) for p in files]
+
+
+def check_apart(input_uri: str, output_uri: str) -> None:
+    """The output must not be the input, inside it, or around it: a job would read its own parts."""
+    a, b = input_uri.rstrip("/"), output_uri.rstrip("/")
+    if a == b or b.startswith(a + "/") or a.startswith(b + "/"):
+        raise PlanError(
+            f"output {output_uri} overlaps input {input_uri} (the same folder, or one inside the other); "
+            f"write the output to a folder outside the input"
+        )
 
 
 def unit_id(uri: str, start: int, rows: int) -> str:

@@ -73,11 +73,16 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    """NaN and infinities as null: JSON has no such numbers (json.dumps would write Infinity)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
 def write_json_lines(reader: pa.RecordBatchReader, out: IO[str]) -> int:
     n = 0
     for batch in reader:
         for row in batch.to_pylist():
-            out.write(json.dumps(row, default=_json_value, ensure_ascii=False) + "\n")
+            out.write(json.dumps(_finite(row), default=_json_value, ensure_ascii=False, allow_nan=False) + "\n")
             n += 1
     return n
 

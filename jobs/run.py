@@ -11,22 +11,31 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from jobs.errors import JobError
-from jobs.plan import Plan, cut_tail, plan
+import redis
+
+from jobs.errors import JobError, JobInterrupted, StorageError
+from jobs.fleet import drive
+from jobs.output import claim_output
+from jobs.plan import Plan, check_apart, cut_tail, plan
+from jobs.reconcile import reconcile
 from jobs.report import build_report
 from jobs.report_schema import Report
+from prune.errors import BadInput
 from prune.model import check_model
-from workers.actor import JobAddress
 from workers.connection import connect
-from workers.job_spec import JobSpec
-from workers.parquet_io import read_text, resolve, write_text
+from workers.errors import RedisUnavailable
+from workers.job_spec import JobAddress, JobSpec
+from workers.parquet_io import write_text
 from workers.queue import WorkQueue
+from workers.tenant_store import CentroidStore
 from workers.unit_stats import UnitStats
 
 
@@ -38,19 +47,6 @@ def units_digest(p: Plan) -> str:
     return hashlib.sha1("\n".join(u.id for u in p.units).encode()).hexdigest()
 
 
-def _check_output(output: str, job_id: str) -> None:
-    fs, path = resolve(output)
-    fs.create_dir(path, recursive=True)
-    if read_text(output, "_SUCCESS") is not None:
-        raise JobError(f"output {output} already holds a finished job (_SUCCESS); choose another --output")
-    owner = read_text(output, "_JOB")
-    if owner is not None and owner.strip() != job_id:
-        raise JobError(
-            f"output {output} belongs to job {owner.strip()}; resume that job with --resume "
-            f"{owner.strip()} or choose another --output"
-        )
-
-
 def _check_model(spec: JobSpec) -> None:
     """A bad --model or a prune layer it does not have fails here, not in every actor. The
     directory must be readable at the same path by the driver and by every node."""
@@ -59,15 +55,32 @@ def _check_model(spec: JobSpec) -> None:
         spec.prune.check_layers(config.num_hidden_layers)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def init_ray(address: str | None) -> None:
+    """Connect to ``address``, or start a Ray of this job's own. SIGTERM stays an interrupt that
+    ends in a resume hint (Ray installs a handler of its own that just exits)."""
     import ray
 
     if ray.is_initialized():
         return
+    try:
+        _start_ray(ray, address)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _start_ray(ray: Any, address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        # A Ray of its own, even when another runs on this machine (without "local", ray.init
+        # joins that one and refuses num_cpus). No dashboard. Ray's own servers still listen on
+        # the machine's address (Ray 2.60 has no bind setting); its token authentication guards them.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
 def _placement(spec: JobSpec, local: bool, log: Callable[[str], object] = print) -> tuple[int, int]:
@@ -112,20 +125,57 @@ def run_job(
     resume: str | None = None,
     on_progress: Callable[[int, int, int], None] | None = None,
     log: Callable[[str], object] = print,
+    overwrite: bool = False,
 ) -> Report:
-    """Run (or resume) a job to the end; returns the report written as ``_report.json``."""
+    """Run (or resume) a job to the end; returns the report written as ``_report.json``. Redis,
+    storage and interruptions end it with an error that says how to resume it."""
     started = time.time()
-    job = _open(connect(redis_url), prefix, spec, job_id, resume)
+    client = connect(redis_url)
+    job = _open(client, prefix, spec, job_id, resume)
+    try:
+        return _run(job, client, prefix, redis_url, ray_address, overwrite, started, on_progress, log)
+    except (RedisUnavailable, StorageError, JobError, BadInput):
+        raise
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise RedisUnavailable(f"lost Redis while running job {job.id} ({exc}){_resume_hint(job)}") from None
+    except OSError as exc:
+        raise StorageError(f"storage failed while running job {job.id}: {exc}{_resume_hint(job)}") from None
+    except KeyboardInterrupt:
+        raise JobInterrupted(f"job {job.id} interrupted{_resume_hint(job)}") from None
+
+
+def _resume_hint(job: _Job) -> str:
+    try:
+        known = job.queue.exists()
+    except redis.RedisError:
+        known = True  # it may well exist: Redis cannot say
+    return f"; once fixed, continue it with --resume {job.id}" if known else ""
+
+
+def _run(
+    job: _Job,
+    client: redis.Redis,
+    prefix: str,
+    redis_url: str,
+    ray_address: str | None,
+    overwrite: bool,
+    started: float,
+    on_progress: Callable[[int, int, int], None] | None,
+    log: Callable[[str], object],
+) -> Report:
+    """Check, plan, place, enqueue, claim the output, drive the actors, finish."""
     _check_model(job.spec)
+    check_apart(job.spec.input, job.spec.output)
+    resuming = job.stored is not None
+    claim_output(client, prefix, job.spec.output, job.id, resuming, overwrite, take=False)  # fail before any work
     planned = _plan(job)
-    _check_output(job.spec.output, job.id)
     init_ray(ray_address)
     actors, cpus = _placement(job.spec, local=ray_address is None, log=log)
-    planned = _enqueue(job, planned, actors * cpus, started, log)
-    write_text(job.spec.output, "_JOB", job.id)  # once the job exists in Redis: a rerun can always resume it
+    planned = _enqueue(job, client, prefix, planned, actors * cpus, started, log)
+    claim_output(client, prefix, job.spec.output, job.id, resuming, overwrite)  # once the job exists: resumable
     address = JobAddress(redis_url=redis_url, prefix=prefix, job_id=job.id)
     rows_of = {u.id: u.rows for u in planned.units}
-    infos = _drive(job.queue, job.spec, address, actors, cpus, rows_of, on_progress, log) if planned.units else []
+    infos = drive(job.queue, job.spec, address, actors, cpus, rows_of, on_progress, log) if planned.units else []
     return _finish(job, replace(job.spec, actors=actors, cpus_per_actor=cpus), planned, infos, started, redis_url)
 
 
@@ -143,6 +193,8 @@ def _open(client: Any, prefix: str, spec: JobSpec | None, job_id: str | None, re
         raise JobError("a job needs a spec, or --resume JOB_ID")
     elif queue.exists():
         raise JobError(f"job {job_id!r} already exists; continue it with --resume {job_id}")
+    elif spec.columns.fixed_tenant:  # --tenant names a tenant that exists, or nothing starts
+        CentroidStore(client, prefix).get(spec.columns.fixed_tenant)
     queue = WorkQueue(client, prefix, job_id, spec.max_attempts, spec.claim_idle_ms)
     return _Job(job_id, spec, queue, stored)
 
@@ -161,18 +213,26 @@ def _plan(job: _Job) -> Plan:
     return p
 
 
-def _enqueue(job: _Job, p: Plan, streams: int, started: float, log: Callable[[str], object]) -> Plan:
-    """A new job's units on the queue, the last one per encode stream cut finer."""
+def _enqueue(
+    job: _Job, client: redis.Redis, prefix: str, p: Plan, streams: int, started: float, log: Callable[[str], object]
+) -> Plan:
+    """A new job: its tenants' heads pinned, then its units on the queue, the last one per encode
+    stream cut finer. A resumed job: its dead units get a fresh set of attempts."""
     if job.stored is not None:
-        log(f"job {job.id}: resuming, {job.queue.progress().done} of {len(p.units)} units already done")
+        again = job.queue.requeue_dead()
+        done = job.queue.progress().done
+        log(f"job {job.id}: resuming, {done} of {len(p.units)} units done, {len(again)} dead units retried")
         return p
     p = cut_tail(p, streams)
+    fixed = job.spec.columns.fixed_tenant
+    versions = CentroidStore(client, prefix).pin(job.id, [fixed] if fixed else None)
     config = {
         "spec": job.spec.to_dict(),
         "units_digest": units_digest(p),
         "tail": streams,
         "rows": p.rows,
         "created": started,
+        "tenant_versions": versions,
     }
     if not job.queue.create([u.to_dict() for u in p.units], config):
         raise JobError(f"job {job.id!r} was created meanwhile by another driver; continue it with --resume")
@@ -181,105 +241,15 @@ def _enqueue(job: _Job, p: Plan, streams: int, started: float, log: Callable[[st
 
 
 def _finish(job: _Job, spec: JobSpec, p: Plan, infos: list[dict[str, Any]], started: float, redis_url: str) -> Report:
-    """The report, then _SUCCESS if every unit is done."""
+    """The part files checked against the queue's record, the report, then _SUCCESS only if every
+    planned unit is done and its part file holds its rows."""
     done = {u: UnitStats(**d) for u, d in job.queue.done_stats().items()}
-    report = build_report(job.id, spec, p, done, job.queue.dead_letters(), infos, time.time() - started, redis_url)
-    write_text(spec.output, "_report.json", json.dumps(report.to_dict(), indent=2))
-    if not report.dead_units:
+    dead = job.queue.dead_letters()
+    for unit, error in reconcile(spec.output, {u.id: u.rows for u in p.units}, set(done)).items():
+        del done[unit]
+        dead.append({"unit": unit, "error": error})
+    report = build_report(job.id, spec, p, done, dead, infos, time.time() - started, redis_url)
+    write_text(spec.output, "_report.json", json.dumps(report.to_dict(), indent=2, allow_nan=False))
+    if not report.dead_units and report.rows.written == report.rows.planned:
         write_text(spec.output, "_SUCCESS", "")
     return report
-
-
-class _Fleet:
-    """The job's actors: started, watched, and replaced when one dies (within a budget)."""
-
-    def __init__(self, spec: JobSpec, job: JobAddress, actors: int, cpus: int, log: Callable[[str], object]) -> None:
-        self.spec, self.job, self.cpus, self.log = spec, job, cpus, log
-        self.infos: list[dict[str, Any]] = []
-        self.pending_info: dict[Any, int] = {}  # info() ref -> actor index
-        self.running: dict[Any, Any] = {}  # actor handle -> run() ref
-        self.restarts, self.budget, self.next_index = 0, 3 * actors, 0
-        for _ in range(actors):
-            self.start()
-
-    def start(self) -> None:
-        from workers.actor import ClassifierActor
-
-        i, self.next_index = self.next_index, self.next_index + 1
-        actor = ClassifierActor.options(num_cpus=self.cpus, scheduling_strategy="SPREAD").remote(
-            self.spec, self.job, self.cpus, f"{self.job.job_id}-actor-{i}"
-        )
-        self.pending_info[actor.info.remote()] = i  # answered once the actor is up, before its run() starts
-        self.running[actor] = actor.run.remote()
-
-    def collect_infos(self) -> None:
-        import ray
-        from ray.exceptions import RayActorError
-
-        if not self.pending_info:
-            return
-        answered, _ = ray.wait(list(self.pending_info), num_returns=len(self.pending_info), timeout=0)
-        for ref in answered:
-            idx = self.pending_info.pop(ref)
-            try:
-                self.infos.append(ray.get(ref))
-            except RayActorError as exc:
-                self.log(f"actor {idx} did not start: {exc}")
-
-    def reap(self, finished: Callable[[], bool], timeout: float = 0.5) -> None:
-        """Wait a little for actors to return; replace the ones that died while work is left."""
-        import ray
-        from ray.exceptions import RayActorError
-
-        refs = {ref: a for a, ref in self.running.items()}
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout) if refs else ([], [])
-        for ref in ready:
-            del self.running[refs[ref]]
-            try:
-                ray.get(ref)
-            except RayActorError as exc:
-                self.log(f"an actor died ({type(exc).__name__}); its units will be taken over")
-                if not finished() and self.restarts < self.budget:
-                    self.restarts += 1
-                    self.start()
-
-    def stop(self) -> None:
-        """The actors return by themselves once the queue is drained; kill the stragglers."""
-        import ray
-
-        for a, ref in list(self.running.items()):
-            try:
-                ray.get(ref, timeout=10)
-            except Exception:  # never started (e.g. no node left for it), or stuck: not needed any more
-                ray.kill(a)
-
-
-def _drive(
-    queue: WorkQueue,
-    spec: JobSpec,
-    job: JobAddress,
-    actors: int,
-    cpus: int,
-    rows_of: dict[str, int],
-    on_progress: Callable[[int, int, int], None] | None,
-    log: Callable[[str], object],
-) -> list[dict[str, Any]]:
-    """Run actors until every unit is done or dead; the actors' info (placement) is returned."""
-    fleet = _Fleet(spec, job, actors, cpus, log)
-    while True:
-        progress = queue.progress()
-        if on_progress:
-            on_progress(sum(rows_of.get(u, 0) for u in queue.done_units()), progress.done, progress.dead)
-        fleet.collect_infos()
-        fleet.reap(lambda: queue.progress().finished)
-        if not fleet.running:  # the last actors may have finished the job during the wait
-            progress = queue.progress()
-        if progress.finished:
-            break
-        if not fleet.running:
-            raise JobError(
-                f"every actor died and the restart budget is spent; {progress.done + progress.dead} "
-                f"of {len(rows_of)} units finished; resume with --resume {job.job_id}"
-            )
-    fleet.stop()
-    return fleet.infos

@@ -62,6 +62,7 @@ class Encoder:
                     lin.to(torch.bfloat16)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
+        self.empty_tokens = len(self.tokenizer.encode("").ids)  # what an empty text becomes: [CLS] [SEP]
 
     def _set_prune(self, prune: PruneConfig | None) -> None:
         if prune is not None:

@@ -36,14 +36,15 @@ class FakeEncoder:
         self.options = EncoderOptions(dtype="float32")
         self.prune = None
         self.dim = DIM
+        self.empty_tokens = 2
 
     def encode(self, texts: Sequence[str]) -> EncodeResult:
         self.calls += 1
         start = time.perf_counter()
         emb = np.zeros((len(texts), DIM), np.float32)
         for i, t in enumerate(texts):
-            v = sum((word_vector(w) for w in t.split()), np.zeros(DIM, np.float32))
+            v = sum((word_vector(w) for w in t.replace("\u200b", " ").split()), np.zeros(DIM, np.float32))
             emb[i] = v / max(float(np.linalg.norm(v)), 1e-9)
-        tokens = np.array([len(t.split()) + 2 for t in texts], np.int32)
+        tokens = np.array([len(t.replace("\u200b", " ").split()) + 2 for t in texts], np.int32)
         kept = tokens if self.keep is None else np.minimum(tokens, self.keep).astype(np.int32)
         return EncodeResult(emb, tokens, kept, np.zeros(len(texts), bool), time.perf_counter() - start)

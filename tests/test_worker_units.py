@@ -85,7 +85,9 @@ def test_worker_process_writes_one_complete_part(tmp_path: Path, redis_url: str,
     from workers.actor import ClassifierWorker
 
     enc = FakeEncoder(keep=3)
-    put_tenant(CentroidStore(connect(redis_url), prefix), "acme", enc)
+    store = CentroidStore(connect(redis_url), prefix)
+    put_tenant(store, "acme", enc)
+    store.pin("j1")  # what the driver does when it submits job j1
     src = tmp_path / "in.parquet"
     pq.write_table(pa.table({"tenant": ["acme"] * 10, "text": ["i lost my card"] * 5 + ["add money"] * 5}), src)
     out = tmp_path / "out"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
@@ -46,7 +47,8 @@ class ClassifierWorker:
         )
         client = connect(job.redis_url)
         self.queue = WorkQueue(client, job.prefix, job.job_id, spec.max_attempts, spec.claim_idle_ms)
-        self.heads = HeadCache(CentroidStore(client, job.prefix), self.encoder.fingerprint)
+        pinned = CentroidStore(client, job.prefix).pinned(job.job_id)  # the heads of the submit, not of now
+        self.heads = HeadCache(pinned, self.encoder.fingerprint)
         self.node = _node_id()
         self.host = socket.gethostname()
         self._metrics = _metrics()
@@ -71,6 +73,7 @@ class ClassifierWorker:
         table = read_unit(unit)
         t1 = time.perf_counter()
         result = classify_table(table, self.encoder, self.heads, self.spec.columns)
+        _test_faults(unit.id)
         t2 = time.perf_counter()
         write_part(result.table, self.spec.output, unit.id, self._part_metadata(unit, result.versions))
         t3 = time.perf_counter()
@@ -137,11 +140,30 @@ class ClassifierWorker:
         return units, rows
 
 
+SLOW_UNITS_ENV = "JOBS_TEST_SLOW_UNITS"
+NO_SPACE_UNITS_ENV = "JOBS_TEST_NO_SPACE_UNITS"
+
+
+def _picked(unit_id: str, every: str) -> bool:
+    return int(unit_id[:8], 16) % int(every) == 0
+
+
+def _test_faults(unit_id: str) -> None:
+    """Test hooks (fault tests only), set in the environment: ``JOBS_TEST_SLOW_UNITS=SECONDS:EVERY``
+    makes one unit in EVERY (by id) take SECONDS longer before its part is written;
+    ``JOBS_TEST_NO_SPACE_UNITS=EVERY`` makes one in EVERY fail as on a full disk."""
+    slow = os.environ.get(SLOW_UNITS_ENV)
+    if slow and _picked(unit_id, slow.split(":")[1]):
+        time.sleep(float(slow.split(":")[0]))
+    full = os.environ.get(NO_SPACE_UNITS_ENV)
+    if full and _picked(unit_id, full):
+        raise OSError(errno.ENOSPC, "No space left on device (test hook)")
+
+
 def _node_id() -> str:
-    try:
-        return ray.get_runtime_context().get_node_id()
-    except Exception:  # not inside Ray
+    if not ray.is_initialized():  # not inside Ray (tests, single-process runs): asking would start one
         return socket.gethostname()
+    return ray.get_runtime_context().get_node_id()
 
 
 def _metrics() -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from prune import Encoder
 from prune.head import Head
+from workers.input_columns import decode_strings, normalized
 from workers.job_spec import Columns
 from workers.tenant_store import CentroidStore, FingerprintMismatch, TenantRecord, UnknownTenant
 
@@ -21,7 +22,9 @@ OK, OUT_OF_SCOPE, UNKNOWN_TENANT, EMPTY_TEXT, MODEL_MISMATCH = (
     "empty_text",
     "model_mismatch",
 )
-STATUSES = (OK, OUT_OF_SCOPE, UNKNOWN_TENANT, EMPTY_TEXT, MODEL_MISMATCH)
+INVALID_TEXT = "invalid_text"  # bytes that are not UTF-8: written with U+FFFD in their place
+NO_TOKENS = "no_tokens"  # a text the tokenizer reduces to nothing (zero-width or control characters)
+STATUSES = (OK, OUT_OF_SCOPE, UNKNOWN_TENANT, EMPTY_TEXT, MODEL_MISMATCH, INVALID_TEXT, NO_TOKENS)
 OUTPUT_FIELDS = [
     pa.field("intent", pa.string()),
     pa.field("score", pa.float32()),
@@ -105,7 +108,7 @@ class _Labels:
         arrays = [
             pa.array(self.intent.tolist(), pa.string()),
             pa.array(self.score, pa.float32(), mask=unscored),
-            pa.array(self.margin, pa.float32(), mask=unscored),
+            pa.array(self.margin, pa.float32(), mask=~np.isfinite(self.margin)),  # no runner-up: null
             pa.array(self.status.tolist(), pa.string()),
             pa.array(self.tokens, pa.int32()),
             pa.array(self.kept, pa.int32()),
@@ -118,11 +121,18 @@ class _Labels:
 def classify_table(table: pa.Table, encoder: Encoder, heads: HeadCache, columns: Columns) -> UnitResult:
     """The unit's table with the output columns appended; every row gets a status."""
     n = table.num_rows
-    texts: list[Any] = table.column(columns.text).to_pylist()
-    tenants: list[Any] = (
-        [columns.fixed_tenant] * n if columns.fixed_tenant else table.column(columns.tenant).to_pylist()
-    )
+    table = normalized(table, tuple(c for c in (columns.text, columns.tenant) if c))
+    texts: list[Any]
+    texts, invalid, repaired = decode_strings(table.column(columns.text))
+    if repaired is not None:
+        table = table.set_column(table.schema.get_field_index(columns.text), columns.text, repaired)
+    tenants: list[Any] = [columns.fixed_tenant] * n
+    if not columns.fixed_tenant:
+        tenants, _, repaired = decode_strings(table.column(columns.tenant))  # undecodable: unknown tenant
+        if repaired is not None:
+            table = table.set_column(table.schema.get_field_index(columns.tenant), columns.tenant, repaired)
     labels = _Labels.empty(n)
+    labels.status[list(invalid)] = INVALID_TEXT
     records = heads.lookup({t for t in tenants if isinstance(t, str)})
     todo = _route(texts, tenants, records, labels)
     result = UnitResult(table)
@@ -139,6 +149,8 @@ def _route(texts: list[Any], tenants: list[Any], records: dict[str, TenantRecord
     """The status of every row that cannot be classified; the rows that can, to encode."""
     todo: list[int] = []
     for i, (text, tenant) in enumerate(zip(texts, tenants, strict=True)):
+        if labels.status[i] == INVALID_TEXT:
+            continue
         if not isinstance(text, str) or not text.strip():
             labels.status[i] = EMPTY_TEXT
         elif not isinstance(tenant, str) or isinstance(records.get(tenant), str) or tenant not in records:
@@ -163,9 +175,12 @@ def _classify(
     result.encode_seconds = time.perf_counter() - start
     idx = np.array(todo)  # [M] row of each encoded text
     labels.tokens[idx], labels.kept[idx] = enc.tokens, enc.tokens_kept
+    nothing = enc.tokens <= encoder.empty_tokens  # [M] only [CLS] [SEP]: nothing to classify
+    labels.status[idx[nothing]] = NO_TOKENS
     by_tenant: dict[str, list[int]] = {}
     for j, i in enumerate(todo):
-        by_tenant.setdefault(tenants[i], []).append(j)
+        if not nothing[j]:
+            by_tenant.setdefault(tenants[i], []).append(j)
     for tenant, rows in by_tenant.items():
         record = records[tenant]
         assert not isinstance(record, str)

@@ -8,6 +8,7 @@ from typing import Any
 
 from prune.config import DEFAULT_TOKEN_BUDGET, PruneConfig, check_dtype_choice
 from prune.errors import ConfigError
+from workers.parquet_io import absolute_uri
 
 # Rows per work unit. The encoder sorts a unit's rows by length to batch them with little
 # padding; measured here (benchmarks/unit_size.py), 1000-row units encode about 10% slower than
@@ -44,6 +45,8 @@ class JobSpec:
     claim_idle_ms: int = 60_000
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "input", absolute_uri(self.input))  # stored as resolved at submit
+        object.__setattr__(self, "output", absolute_uri(self.output))
         check_dtype_choice(self.dtype)
         for name in ("token_budget", "unit_rows", "max_attempts", "claim_idle_ms"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:

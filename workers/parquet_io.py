@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import uuid
 from typing import Any
 
@@ -18,9 +20,20 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(uri)
     except (pa.ArrowInvalid, ValueError):
-        import os
-
         return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def absolute_uri(uri: str) -> str:
+    """A local path (or file:// URI) as an absolute path with symlinks resolved, so a job means
+    the same files from any working directory; any other URI as given, without a trailing /."""
+    if "://" in uri and not uri.startswith("file://"):
+        return uri.rstrip("/") if not uri.endswith("://") else uri
+    path = uri.removeprefix("file://")
+    return os.path.realpath(os.path.expanduser(path))
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
 
 
 def join(base_uri: str, name: str) -> str:
@@ -63,9 +76,14 @@ def write_part(table: pa.Table, output_uri: str, unit_id: str, metadata: dict[st
     tmp = join(root, f"_tmp-{unit_id}-{uuid.uuid4().hex[:8]}.parquet")
     meta = dict(table.schema.metadata or {})
     meta[b"fewshot_jobs"] = json.dumps(metadata, sort_keys=True).encode()
-    with fs.open_output_stream(tmp) as out:
-        pq.write_table(table.replace_schema_metadata(meta), out)
-    fs.move(tmp, final)
+    try:
+        with fs.open_output_stream(tmp) as out:
+            pq.write_table(table.replace_schema_metadata(meta), out)
+        fs.move(tmp, final)
+    except BaseException:  # a full disk, a lost mount, an interrupt: never leave a temporary file
+        with contextlib.suppress(OSError):
+            fs.delete_file(tmp)
+        raise
     return final
 
 

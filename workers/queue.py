@@ -3,17 +3,24 @@
 Keys, under the store's prefix, for job J:
 
 - ``{prefix}:job:J:units``     stream of units (field ``unit``: JSON with at least ``id``)
-- ``{prefix}:job:J:dead``      dead-letter stream: units that failed ``max_attempts`` times, with the error
-- ``{prefix}:job:J:done``      hash unit id -> JSON stats of its (last) successful run
+- ``{prefix}:job:J:done``      hash unit id -> JSON stats of its first successful run
+- ``{prefix}:job:J:dead``      hash unit id -> JSON {payload, error}: units that failed ``max_attempts`` times
 - ``{prefix}:job:J:attempts``  hash unit id -> times it was taken
 - ``{prefix}:job:J:errors``    hash unit id -> last error
 - ``{prefix}:job:J``           hash: total units, enqueued flag, created, config JSON
 
 Delivery is at least once: a consumer takes a unit with XREADGROUP, writes its output
-idempotently, then ``ack`` records its stats and XACKs in one transaction. Units left pending
-by a dead consumer are taken over with XAUTOCLAIM once idle for ``claim_idle_ms``. A unit
-taken more than ``max_attempts`` times (it failed, or its consumers kept dying) goes to the
-dead-letter stream instead of running again.
+idempotently, then ``ack`` records its stats and XACKs. Units left pending by a dead consumer
+are taken over with XAUTOCLAIM once idle for ``claim_idle_ms``. A unit taken more than
+``max_attempts`` times (it failed, or its consumers kept dying) is dead-lettered instead of
+running again.
+
+Exactly once by unit identity: a unit is in ``done`` or in ``dead``, never both, and the job is
+finished when every unit is in one of them. The transitions are Lua scripts, atomic in Redis:
+dead-lettering a unit that is done only acknowledges its message; an ack is only sent once the
+unit's part file is complete, so a late ack from a consumer that lost the unit to a takeover
+wins over its dead-lettering (the unit moves from ``dead`` to ``done``); a retry of a unit that
+is done is dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +33,38 @@ from typing import Any
 import redis
 
 GROUP = "classifiers"
+
+# KEYS: done, dead, units. ARGV: unit id, message id, stats JSON.
+_ACK = """
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('XACK', KEYS[3], 'classifiers', ARGV[2])
+return 1
+"""
+# KEYS: done, dead, units. ARGV: unit id, message id, dead-letter JSON. 1 if dead-lettered.
+_DEAD_LETTER = """
+redis.call('XACK', KEYS[3], 'classifiers', ARGV[2])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+# KEYS: done, units. ARGV: unit id, message id, unit JSON. 1 if re-queued.
+_RETRY = """
+redis.call('XACK', KEYS[2], 'classifiers', ARGV[2])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'unit', ARGV[3])
+return 1
+"""
+# KEYS: done, dead, attempts, units. ARGV: unit id. 1 if the dead unit was queued again.
+_REQUEUE = """
+local letter = redis.call('HGET', KEYS[2], ARGV[1])
+if not letter then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'unit', cjson.decode(letter)['payload'])
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -59,6 +98,10 @@ class WorkQueue:
         base = f"{prefix}:job:{job_id}"
         self.meta, self.units, self.dead = base, f"{base}:units", f"{base}:dead"
         self.done, self.attempts, self.errors = f"{base}:done", f"{base}:attempts", f"{base}:errors"
+        self._ack = client.register_script(_ACK)
+        self._dead_letter_script = client.register_script(_DEAD_LETTER)
+        self._retry = client.register_script(_RETRY)
+        self._requeue = client.register_script(_REQUEUE)
 
     # --- driver side -------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -89,7 +132,7 @@ class WorkQueue:
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hget(self.meta, "total")
             pipe.hlen(self.done)
-            pipe.xlen(self.dead)
+            pipe.hlen(self.dead)
             total, done, dead = pipe.execute()
         return Progress(int(total or 0), int(done), int(dead))
 
@@ -100,7 +143,15 @@ class WorkQueue:
         return [k.decode() for k in self.client.hkeys(self.done)]
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in self.client.xrange(self.dead)]
+        """The dead units (never done ones): unit id, its payload (JSON) and its last error."""
+        letters = self.client.hgetall(self.dead)
+        return [{"unit": k.decode(), **json.loads(v)} for k, v in sorted(letters.items())]
+
+    def requeue_dead(self) -> list[str]:
+        """Give every dead unit a fresh set of attempts (a resume after a transient failure such
+        as a full disk or a lost node); returns their ids."""
+        keys = [self.done, self.dead, self.attempts, self.units]
+        return [u.decode() for u in self.client.hkeys(self.dead) if self._requeue(keys=keys, args=[u])]
 
     def is_done(self, unit_id: str) -> bool:
         return bool(self.client.hexists(self.done, unit_id))
@@ -124,12 +175,10 @@ class WorkQueue:
             return Taken(message_id, unit, attempt)
 
     def ack(self, taken: Taken, stats: dict[str, Any]) -> None:
-        """The unit's output is durable: record its stats and acknowledge it, atomically. When a
-        slow consumer's unit was reclaimed and done twice, the first completion keeps the record."""
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(self.done, taken.unit["id"], json.dumps(stats))
-            pipe.xack(self.units, GROUP, taken.message_id)
-            pipe.execute()
+        """The unit's part file is complete: record its stats and acknowledge it, atomically.
+        When a slow consumer's unit was reclaimed and done twice, the first completion keeps the
+        record; a unit dead-lettered meanwhile is done after all."""
+        self._ack(keys=[self.done, self.dead, self.units], args=[taken.unit["id"], taken.message_id, json.dumps(stats)])
 
     def fail(self, taken: Taken, error: str) -> None:
         """The unit failed: retry it (a fresh message) or, past max_attempts, dead-letter it."""
@@ -137,16 +186,11 @@ class WorkQueue:
         if taken.attempt >= self.max_attempts:
             self._dead_letter(taken.message_id, taken.unit, f"failed {taken.attempt} times; last error: {error}")
             return
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.units, {"unit": json.dumps(taken.unit)})
-            pipe.xack(self.units, GROUP, taken.message_id)
-            pipe.execute()
+        self._retry(keys=[self.done, self.units], args=[taken.unit["id"], taken.message_id, json.dumps(taken.unit)])
 
     def _dead_letter(self, message_id: str, unit: dict[str, Any], error: str) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.dead, {"unit": unit["id"], "payload": json.dumps(unit), "error": error[:4000]})
-            pipe.xack(self.units, GROUP, message_id)
-            pipe.execute()
+        letter = json.dumps({"payload": json.dumps(unit), "error": error[:4000]})
+        self._dead_letter_script(keys=[self.done, self.dead, self.units], args=[unit["id"], message_id, letter])
 
     def _read(self, consumer: str, block_ms: int) -> tuple[str, dict[str, Any]] | None:
         got = self.client.xreadgroup(GROUP, consumer, {self.units: ">"}, count=1, block=block_ms)

@@ -40,6 +40,15 @@ return version
 """
 
 
+def validate_name(option: str, value: str) -> str:
+    """A job or tenant id given as ``option``: the characters Redis keys and file names take."""
+    if not TENANT_ID.fullmatch(value):
+        raise InvalidName(
+            f"{option} {value[:40]!r}: use 1-64 characters from A-Z a-z 0-9 _ . - starting with a letter or digit"
+        )
+    return value
+
+
 def validate_tenant_id(tenant: str) -> str:
     if not isinstance(tenant, str) or not TENANT_ID.fullmatch(tenant):
         shown = tenant if not isinstance(tenant, str) or len(tenant) <= 40 else tenant[:40] + "..."
@@ -141,6 +150,24 @@ class CentroidStore:
 
     def tenants(self) -> list[str]:
         return sorted(t.decode() for t in self.client.smembers(self._index))
+
+    def pinned(self, job_id: str) -> CentroidStore:
+        """The heads a job pinned when it was submitted (see ``pin``)."""
+        return CentroidStore(self.client, f"{self.prefix}:job:{job_id}")
+
+    def pin(self, job_id: str, tenants: list[str] | None = None) -> dict[str, int]:
+        """Copy the current heads of ``tenants`` (default: every tenant) to the job's own keys, in
+        Redis (COPY: no head crosses the network), so that one job labels with one head per
+        tenant whatever happens to the tenants meanwhile. Returns the pinned versions."""
+        names = self.tenants() if tenants is None else tenants
+        target = self.pinned(job_id)
+        with self.client.pipeline(transaction=True) as pipe:
+            for t in names:
+                pipe.copy(self.key(t), target.key(t), replace=True)
+            if names:
+                pipe.sadd(target._index, *names)
+            pipe.execute()
+        return {t: v for t in names if (v := target.version(t)) is not None}
 
     def remove(self, tenant: str) -> bool:
         """Delete a tenant; True if it existed."""

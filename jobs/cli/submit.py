@@ -18,7 +18,7 @@ from prune import PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
 from workers.connection import connect
 from workers.job_spec import DEFAULT_UNIT_ROWS, Columns, JobSpec
-from workers.tenant_store import CentroidStore
+from workers.tenant_store import CentroidStore, validate_name
 
 
 @click.group()
@@ -27,8 +27,8 @@ def submit() -> None:
 
 
 @submit.command("classify")
-@click.option("--input", "input_uri", required=True, help="Parquet file or folder: a local path or a pyarrow URI.")
-@click.option("--output", "output_uri", required=True, help="Folder for part-*.parquet, _report.json, _SUCCESS.")
+@click.option("--input", "input_uri", help="Parquet file or folder: a local path or a pyarrow URI.")
+@click.option("--output", "output_uri", help="Folder for part-*.parquet, _report.json, _SUCCESS.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--tenant-column", default="tenant", show_default=True)
 @click.option("--tenant", "fixed_tenant", default=None, help="One tenant for every row (instead of a column).")
@@ -60,11 +60,18 @@ def submit() -> None:
 )
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Default: a local Ray instance.")
 @click.option("--job-id", default=None, help="Default: a new id from the time and a random suffix.")
-@click.option("--resume", default=None, metavar="JOB_ID", help="Continue a job whose driver died.")
+@click.option(
+    "--resume", default=None, metavar="JOB_ID", help="Continue a job whose driver died, or retry its dead units."
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the job files (part-*, _report.json, _SUCCESS, _JOB) of another job in --output.",
+)
 @redis_options
 def submit_classify(
-    input_uri: str,
-    output_uri: str,
+    input_uri: str | None,
+    output_uri: str | None,
     text_column: str,
     tenant_column: str,
     fixed_tenant: str | None,
@@ -73,6 +80,7 @@ def submit_classify(
     ray_address: str | None,
     job_id: str | None,
     resume: str | None,
+    overwrite: bool,
     redis_url: str | None,
     redis_prefix: str,
     **encoder_and_queue: Any,
@@ -80,18 +88,28 @@ def submit_classify(
     """Classify Parquet utterance logs into labelled Parquet plus a throughput report."""
     from jobs.run import run_job
 
-    spec = JobSpec(
-        input=input_uri,
-        output=output_uri,
-        columns=Columns(text_column, None if fixed_tenant else tenant_column, id_column, fixed_tenant),
-        claim_idle_ms=int(claim_idle * 1000),
-        **encoder_and_queue,
+    for name, value in (("--job-id", job_id), ("--resume", resume), ("--tenant", fixed_tenant)):
+        if value is not None:
+            validate_name(name, value)
+    if not resume and not (input_uri and output_uri):
+        raise click.UsageError("give --input and --output (or --resume JOB_ID to continue a job)")
+
+    spec = (
+        None  # a resumed job runs with the spec stored when it was submitted
+        if resume
+        else JobSpec(
+            input=str(input_uri),
+            output=str(output_uri),
+            columns=Columns(text_column, None if fixed_tenant else tenant_column, id_column, fixed_tenant),
+            claim_idle_ms=int(claim_idle * 1000),
+            **encoder_and_queue,
+        )
     )
     url = redis_url or embedded_redis.ensure_running()
     connect(url)  # fail fast, before planning
     with _progress_bar() as progress:
         report = run_job(
-            None if resume else spec,
+            spec,
             url,
             redis_prefix,
             ray_address,
@@ -99,6 +117,7 @@ def submit_classify(
             resume,
             progress,
             log=lambda m: click.echo(m, err=True),
+            overwrite=overwrite,
         )
     click.echo(
         f"job {report.job_id}: {report.rows.written} rows written to {report.output} in "
@@ -108,7 +127,8 @@ def submit_classify(
     if report.dead_units:
         raise JobIncomplete(
             f"{len(report.dead_units)} unit(s) ({report.rows.dead} rows) failed and were dead-lettered; "
-            f"no _SUCCESS written. First cause: {report.dead_units[0].error.splitlines()[0]}"
+            f"no _SUCCESS written. First cause: {report.dead_units[0].error.splitlines()[0]}. "
+            f"Once the cause is fixed, retry them with --resume {report.job_id}"
         )
 
 

@@ -119,6 +119,28 @@ def redis_start() -> None:
     click.echo(embedded_redis.ensure_running())
 
 
+@redis_group.command("serve")
+@click.option("--port", type=click.IntRange(1, 65535), required=True)
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Addresses to listen on.")
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, exists=True),
+    required=True,
+    help="A file holding the password (requirepass).",
+)
+@click.option("--dir", "folder", type=click.Path(file_okay=False), required=True, help="Data and append-only file.")
+def redis_serve(port: int, bind: str, password_file: str, folder: str) -> None:
+    """Start (or reuse) a password-protected TCP Redis, e.g. on a cluster's head node; exit 3 if
+    it does not come up."""
+    from pathlib import Path
+
+    password = Path(password_file).read_text().strip()
+    if not password:
+        raise click.BadParameter(f"{password_file} is empty; put the password in it", param_hint="--password-file")
+    embedded_redis.serve(port, bind, password, Path(folder))
+    click.echo(f"redis on port {port} is up")
+
+
 @redis_group.command("stop")
 def redis_stop() -> None:
     """Stop the embedded server (its data stays in the data folder)."""
