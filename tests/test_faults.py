@@ -22,7 +22,7 @@ import pytest
 
 from prune import Encoder
 from prune.head import centroid_head
-from tests.conftest import REDIS_PASSWORD, REPO, free_port
+from tests.conftest import REPO, free_port, start_redis
 from tests.fakes import FakeEncoder
 from tests.jobdata import read_output_ids, write_logs
 from workers.connection import connect
@@ -262,35 +262,9 @@ def test_units_dead_of_a_full_disk_are_retried_by_resume(tmp_path: Path, redis_u
 
 @pytest.mark.slow
 def test_redis_lost_mid_job_is_exit_3_with_a_resume_hint(tmp_path: Path, heads: str, encoder: Encoder) -> None:
-    from jobs.embedded_redis import redis_server_binary
-
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--requirepass",
-            REDIS_PASSWORD,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+    server, url = start_redis(tmp_path)
     try:
-        for _ in range(100):
-            try:
-                store = CentroidStore(connect(url), "lost")
-                break
-            except Exception:
-                time.sleep(0.05)
+        store = CentroidStore(connect(url), "lost")
         store.put(
             "acme",
             centroid_head(encoder.encode(["card", "fx"]).embeddings, ["card", "fx"]),

@@ -13,6 +13,7 @@ from jobs import embedded_redis
 from jobs.cli.options import EXAMPLES_DIR, job_encoder_options, redis_options
 from jobs.errors import JobIncomplete
 from jobs.examples_io import read_examples
+from jobs.report_schema import Report
 from jobs.tenants import add_tenant
 from prune import PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
@@ -108,17 +109,13 @@ def submit_classify(
     url = redis_url or embedded_redis.ensure_running()
     connect(url)  # fail fast, before planning
     with _progress_bar() as progress:
-        report = run_job(
-            spec,
-            url,
-            redis_prefix,
-            ray_address,
-            job_id,
-            resume,
-            progress,
-            log=lambda m: click.echo(m, err=True),
-            overwrite=overwrite,
-        )
+        log = lambda m: click.echo(m, err=True)  # noqa: E731
+        report = run_job(spec, url, redis_prefix, ray_address, job_id, resume, progress, log, overwrite)
+    _summarise(report)
+
+
+def _summarise(report: Report) -> None:
+    """One line of figures; a job with dead units is an error that says how to retry them."""
     click.echo(
         f"job {report.job_id}: {report.rows.written} rows written to {report.output} in "
         f"{report.wall_s:.1f}s ({report.rows_per_s:.0f} rows/s), tokens kept "
