@@ -393,6 +393,10 @@ def test_mixed_encodings_odd_rows_and_a_single_intent_tenant_end_to_end(
 
 @pytest.mark.slow
 def test_the_local_default_works_beside_another_ray(tmp_path: Path, redis_url: str, heads: str) -> None:
+    from ray._common.utils import get_ray_address_file
+
+    address_file = Path(get_ray_address_file(None))  # `ray start` leaves its address here for ray.init
+    before = address_file.read_text() if address_file.exists() else None
     ray_bin = str(Path(sys.executable).with_name("ray"))
     other = subprocess.Popen(
         [
@@ -420,6 +424,10 @@ def test_the_local_default_works_beside_another_ray(tmp_path: Path, redis_url: s
     finally:
         os.killpg(other.pid, signal.SIGTERM)  # `ray start --block` stops what it started
         other.wait(60)
+        if before is None:  # and the address file it wrote goes too: a stale one broke the old default as well
+            address_file.unlink(missing_ok=True)
+        else:
+            address_file.write_text(before)
 
 
 def test_a_failed_redis_start_fails_the_cluster_setup(tmp_path: Path) -> None:
