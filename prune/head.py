@@ -4,14 +4,17 @@ Both kinds share one shape, so one store holds either:
 
 - ``centroid``: the renormalised per-intent means as the matrix, bias 0; the score is the
   cosine similarity to the best intent.
-- ``linear``: multinomial logistic regression fitted on the frozen embeddings; the score is
-  the softmax probability of the best intent.
+- ``linear``: multinomial logistic regression fitted on the frozen embeddings (scikit-learn);
+  the score is the softmax probability of the best intent.
+- ``auto`` (the default of ``jobs tenants add``) is not a third kind: it stores whichever of the
+  two cross-validates better on the tenant's own examples (``prune.head_choice``).
 
 The margin is the score of the best intent minus that of the runner-up, in the same units.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -21,7 +24,8 @@ import numpy as np
 from prune.errors import ConfigError
 
 HeadKind = Literal["centroid", "linear"]
-HEAD_KINDS: tuple[str, ...] = ("centroid", "linear")
+STORED_KINDS: tuple[str, ...] = ("centroid", "linear")
+HEAD_KINDS: tuple[str, ...] = ("auto", *STORED_KINDS)  # auto: chosen per tenant by cross-validation
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,8 @@ class Head:
     kind: HeadKind = "centroid"
 
     def __post_init__(self) -> None:
-        if self.kind not in HEAD_KINDS:
-            raise ConfigError(f"head kind must be one of {HEAD_KINDS}, got {self.kind!r}")
+        if self.kind not in STORED_KINDS:
+            raise ConfigError(f"head kind must be one of {STORED_KINDS}, got {self.kind!r}")
         c = len(self.labels)
         if c == 0:
             raise ValueError("a head needs at least one label")
@@ -109,48 +113,50 @@ def centroid_head(embeddings: np.ndarray, labels: Sequence[str], oos_threshold: 
     return Head(names, centroids.astype(np.float32), np.zeros(len(names), np.float32), oos_threshold)
 
 
+# The L2 penalty of the linear head, as scikit-learn's C (inverse strength). Chosen on train and
+# valid tasks only (BANKING77 train halves, CLINC150 train -> valid; never test) by
+# benchmarks/head_regularisation.py; see docs/performance.md.
+DEFAULT_C = 10.0
+
+
 def linear_head(
     embeddings: np.ndarray,
     labels: Sequence[str],
     oos_threshold: float | None = None,
-    l2: float = 1e-3,
-    max_iter: int = 200,
+    c: float = DEFAULT_C,
 ) -> Head:
-    """Multinomial logistic regression on the frozen embeddings, fitted with L-BFGS.
+    """Multinomial logistic regression on the frozen embeddings (scikit-learn, L-BFGS, L2 with
+    inverse strength ``c``): deterministic for the same examples. Score = the softmax
+    probability of the best intent."""
+    from sklearn.linear_model import LogisticRegression
 
-    Starts from the centroid head scaled up (a good, deterministic starting point), so the
-    fit is reproducible for the same examples.
-    """
-    import torch
-
-    start = centroid_head(embeddings, labels)
-    index = {name: i for i, name in enumerate(start.labels)}
-    x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))  # [N, D]
-    y = torch.tensor([index[label] for label in labels])  # [N]
-    w = (torch.from_numpy(start.weight.copy()) * 10.0).requires_grad_(True)  # [C, D]
-    b = torch.zeros(len(start.labels), requires_grad=True)  # [C]
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ w.T + b, y) + l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return Head(
-        start.labels,
-        w.detach().numpy().astype(np.float32),
-        b.detach().numpy().astype(np.float32),
-        oos_threshold,
-        "linear",
-    )
+    names = tuple(sorted(set(labels)))
+    if len(labels) != len(embeddings) or not names:
+        raise ConfigError(f"{len(embeddings)} embeddings but {len(labels)} labels: a head needs one label per example")
+    if len(names) == 1:  # one intent: nothing to separate; every text scores 1 for it
+        zero = np.zeros((1, embeddings.shape[1]), np.float32)  # [1, D]
+        return Head(names, zero, np.zeros(1, np.float32), oos_threshold, "linear")
+    index = {name: i for i, name in enumerate(names)}
+    y = np.array([index[label] for label in labels])  # [N]
+    model = LogisticRegression(C=c, max_iter=2000, tol=1e-6)
+    with warnings.catch_warnings():  # "more classes than half the samples": expected at 1-2 shots
+        warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
+        model.fit(np.asarray(embeddings, dtype=np.float64), y)  # [N, D] -> coef [C, D] (or [1, D] for 2 classes)
+    weight, bias = model.coef_, model.intercept_
+    if len(names) == 2:  # binary: sklearn keeps one row; softmax over (-w/2, w/2) gives the same probabilities
+        weight = np.stack([-weight[0] / 2, weight[0] / 2])
+        bias = np.array([-bias[0] / 2, bias[0] / 2])
+    return Head(names, weight.astype(np.float32), bias.astype(np.float32), oos_threshold, "linear")
 
 
 def fit_head(kind: str, embeddings: np.ndarray, labels: Sequence[str], oos_threshold: float | None = None) -> Head:
+    """A head of ``kind``; ``auto`` is whichever kind cross-validates better on these examples."""
     if kind == "centroid":
         return centroid_head(embeddings, labels, oos_threshold)
     if kind == "linear":
         return linear_head(embeddings, labels, oos_threshold)
+    if kind == "auto":
+        from prune.head_choice import choose_head
+
+        return choose_head(embeddings, labels, oos_threshold).head
     raise ConfigError(f"head kind must be one of {HEAD_KINDS}, got {kind!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -70,6 +70,7 @@ class TenantRecord:
     created: str
     updated: str
     version: int
+    fit: dict[str, object] = field(default_factory=dict)  # how the head was chosen: kind, CV accuracy, dtype
 
     def summary(self) -> dict[str, object]:
         return {
@@ -82,6 +83,7 @@ class TenantRecord:
             "fingerprint": self.fingerprint,
             "prune": self.prune,
             "oos_threshold": self.head.oos_threshold,
+            "fit": self.fit,
             "created": self.created,
             "updated": self.updated,
         }
@@ -109,6 +111,7 @@ class CentroidStore:
         fingerprint: str,
         prune: dict[str, object] | None,
         example_counts: dict[str, int],
+        fit: dict[str, object] | None = None,
     ) -> int:
         """Store (or replace) a tenant's head atomically; returns its new version."""
         key = self.key(tenant)
@@ -123,6 +126,7 @@ class CentroidStore:
             "prune": json.dumps(prune),
             "oos_threshold": "" if head.oos_threshold is None else repr(float(head.oos_threshold)),
             "example_counts": json.dumps(example_counts, sort_keys=True),
+            "fit": json.dumps(fit or {}, sort_keys=True),
         }
         flat: list[bytes | str] = [item for pair in fields.items() for item in pair]
         now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -212,4 +216,5 @@ def _decode(tenant: str, h: dict[str, bytes]) -> TenantRecord:
         created=text("created"),
         updated=text("updated"),
         version=int(text("version")),
+        fit=json.loads(h["fit"]) if "fit" in h else {},
     )

@@ -73,6 +73,13 @@ def encode(model: str | None, prune: PruneConfig | None, dtype: str, token_budge
     show_default=True,
     help="Encoder variant DTYPE[:PRUNE], e.g. bf16, bf16:tuned, fp32:s=15,q=0.8,l=1 (repeatable).",
 )
+@click.option(
+    "--support-config",
+    default=None,
+    metavar="DTYPE[:PRUNE]",
+    help="Encode the few-shot examples with this variant for every --config (default: each --config "
+    "itself). The product's pairing: --support-config as `tenants add` encodes, --config as the job.",
+)
 @click.option("--model", type=click.Path(file_okay=False), default=None)
 @click.option("--timing-repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
@@ -85,6 +92,7 @@ def eval_command(
     seeds: int,
     heads: tuple[str, ...],
     configs: tuple[str, ...],
+    support_config: str | None,
     model: str | None,
     timing_repeats: int,
     out: str | None,
@@ -96,8 +104,10 @@ def eval_command(
     from prune.tuned import tuned_default
 
     variants = [Variant.parse(c, tuned_default) for c in configs]
+    support = Variant.parse(support_config, tuned_default) if support_config else None
+    settings = EvalSettings(shots, seeds, heads)
     report = run_eval(
-        data_dir, datasets, variants, EvalSettings(shots, seeds, heads), split, timing_repeats, model=model
+        data_dir, datasets, variants, settings, split, timing_repeats, model=model, support_variant=support
     )
     table = render_markdown(report)
     click.echo(table)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from jobs import embedded_redis
-from jobs.cli.options import build_encoder, encoder_options, open_store, redis_options
+from jobs.cli.options import build_encoder, encoder_options, job_encoder_options, open_store, redis_options
 from jobs.examples_io import read_examples
 from jobs.tenants import add_tenant
 from prune import PruneConfig
+from prune.config import DEFAULT_TOKEN_BUDGET
 from prune.head import HEAD_KINDS
 from workers.tenant_store import UnknownTenant
 
@@ -18,6 +20,15 @@ from workers.tenant_store import UnknownTenant
 @click.group()
 def tenants() -> None:
     """Tenants' few-shot heads, stored in Redis."""
+
+
+def threshold_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a number or 'auto', got {value!r}") from None
 
 
 @tenants.command("add")
@@ -31,12 +42,21 @@ def tenants() -> None:
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--intents", default=None, help="Comma-separated intents that must all have examples.")
-@click.option("--head", "head_kind", type=click.Choice(HEAD_KINDS), default="centroid", show_default=True)
+@click.option(
+    "--head",
+    "head_kind",
+    type=click.Choice(HEAD_KINDS),
+    default="auto",
+    show_default=True,
+    help="auto: the kind that cross-validates better on the examples (tenants show says which).",
+)
 @click.option(
     "--oos-threshold",
-    type=float,
     default=None,
-    help="Utterances scoring below it are labelled out of scope (default: none).",
+    callback=threshold_option,
+    metavar="FLOAT|auto",
+    help="Utterances scoring below it are out of scope. auto: calibrated on the examples' held-out "
+    "scores and on examples labelled 'oos' (default: none).",
 )
 @encoder_options
 @redis_options
@@ -47,7 +67,7 @@ def tenants_add(
     label_column: str,
     intents: str | None,
     head_kind: str,
-    oos_threshold: float | None,
+    oos_threshold: float | str | None,
     model: str | None,
     prune: PruneConfig | None,
     dtype: str,
@@ -64,11 +84,37 @@ def tenants_add(
     store = open_store(redis_url, redis_prefix)
     encoder = build_encoder(model, prune, dtype, token_budget)
     record = add_tenant(store, encoder, tenant, data, head_kind, oos_threshold)
+    cv = record.fit.get("cv_accuracy") or {}
+    shown = ", ".join(f"{k} {100 * float(v):.1f}%" for k, v in cv.items()) or "not enough examples to cross-validate"
     click.echo(
         f"tenant {tenant}: version {record.version}, {len(record.head.labels)} intents, "
-        f"{sum(record.example_counts.values())} examples, {record.head.kind} head, "
-        f"model {record.fingerprint}"
+        f"{sum(record.example_counts.values())} examples, {record.head.kind} head (cross-validated: {shown}), "
+        f"out-of-scope threshold {record.head.oos_threshold}, model {record.fingerprint}"
     )
+
+
+@tenants.command("eval")
+@click.argument("tenant")
+@click.option(
+    "--examples", type=click.Path(dir_okay=False), required=True, help="A labelled sample (CSV, JSONL, Parquet)."
+)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--model", type=click.Path(file_okay=False), default=None)
+@job_encoder_options
+@click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET, show_default=True)
+@redis_options
+def tenants_eval(tenant: str, examples: str, text_column: str, label_column: str, **opts: Any) -> None:
+    """Score TENANT's stored head on a labelled sample, encoded as the job encodes (label 'oos'
+    for utterances that should be out of scope): accuracy, per-intent precision/recall/F1,
+    confusions."""
+    from jobs.tenant_eval import evaluate_head
+
+    data = read_examples(examples, text_column, label_column)
+    encoder = build_encoder(opts["model"], opts["prune"], opts["dtype"], opts["token_budget"])
+    record = open_store(opts["redis_url"], opts["redis_prefix"]).get(tenant, fingerprint=encoder.fingerprint)
+    result = evaluate_head(record.head, encoder.encode(data.texts).embeddings, data.labels)
+    click.echo(f"tenant {tenant} (version {record.version}, {record.head.kind} head): " + result.render())
 
 
 @tenants.command("list")

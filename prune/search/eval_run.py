@@ -47,12 +47,13 @@ def _accuracy_rows(
     encoders: dict[str, Encoder],
     settings: EvalSettings,
     progress: Callable[..., object],
+    support_encoder: Encoder | None = None,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     bar = progress(total=len(splits) * len(variants), desc="eval", unit="run", disable=None)
     for ds, (support, query) in splits.items():
         for v in variants:
-            enc, summary = evaluate_variant(encoders[v.name], support, query, settings)
+            enc, summary = evaluate_variant(encoders[v.name], support, query, settings, support_encoder)
             results += [
                 {
                     "dataset": ds,
@@ -80,8 +81,10 @@ def run_eval(
     timing_texts: int = 1000,
     model: str | None = None,
     progress: Callable[..., object] = tqdm,
+    support_variant: Variant | None = None,
 ) -> dict[str, Any]:
-    """Accuracy of every variant on every dataset, and their speed side by side (interleaved)."""
+    """Accuracy of every variant on every dataset, and their speed side by side (interleaved).
+    With ``support_variant``, every variant's heads are built from support encoded by that one."""
     if not variants:
         raise ConfigError("give at least one encoder variant (--config)")
     names = [v.name for v in variants]
@@ -89,7 +92,8 @@ def run_eval(
         raise ConfigError(f"encoder variants must be distinct, got {names}")
     splits = _load_splits(data_dir, datasets, split)
     encoders = encoders_for(variants, model)
-    results = _accuracy_rows(splits, variants, encoders, settings, progress)
+    support_encoder = encoders_for([support_variant], model)[support_variant.name] if support_variant else None
+    results = _accuracy_rows(splits, variants, encoders, settings, progress, support_encoder)
     sample = list(in_scope_texts(splits[datasets[0]][1], timing_texts))
     times = interleaved_seconds({n: (lambda e=e: e.encode(sample)) for n, e in encoders.items()}, timing_repeats)
     first = next(iter(encoders.values()))
@@ -99,6 +103,7 @@ def run_eval(
         "data_dir": str(data_dir),
         "datasets": list(datasets),
         "split": split,
+        "support_variant": support_variant.name if support_variant else None,
         "settings": {
             "shots": list(settings.shots),
             "seeds": settings.seeds,
@@ -132,7 +137,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     kmax = max(report["settings"]["shots"])
     lines = [
         f"Few-shot accuracy (%), mean ± std over {report['settings']['seeds']} seeds, {report['split']} split "
-        f"(CLINC150: in-scope rows, closed set).",
+        f"(CLINC150: in-scope rows, closed set)"
+        + (f"; support encoded with {report['support_variant']}." if report.get("support_variant") else "."),
         "",
         "| dataset | head | k | " + " | ".join(variants) + " |",
         "|---|---|---:|" + "---:|" * len(variants),

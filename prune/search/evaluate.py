@@ -99,9 +99,13 @@ def needed_support(support: Split, settings: EvalSettings) -> list[int]:
     return sorted(need)
 
 
-def encode_for_eval(encoder: Encoder, support: Split, query: Split, settings: EvalSettings) -> Encoded:
+def encode_for_eval(
+    encoder: Encoder, support: Split, query: Split, settings: EvalSettings, support_encoder: Encoder | None = None
+) -> Encoded:
+    """The queries with ``encoder``; the support with ``support_encoder`` when given (a head built
+    by one encoder variant and used by another, as `tenants add` and the job may be)."""
     idx = needed_support(support, settings)
-    sup = encoder.encode([support.texts[i] for i in idx]).embeddings
+    sup = (support_encoder or encoder).encode([support.texts[i] for i in idx]).embeddings
     q = encoder.encode(query.texts)
     return Encoded(
         dict(zip(idx, sup, strict=True)), q.embeddings, q.seconds, int(q.tokens.sum()), int(q.tokens_kept.sum())
@@ -161,9 +165,9 @@ def summarise(rows: Iterable[dict[str, object]]) -> list[dict[str, object]]:
 
 
 def evaluate_variant(
-    encoder: Encoder, support: Split, query: Split, settings: EvalSettings
+    encoder: Encoder, support: Split, query: Split, settings: EvalSettings, support_encoder: Encoder | None = None
 ) -> tuple[Encoded, list[dict[str, object]]]:
-    enc = encode_for_eval(encoder, support, query, settings)
+    enc = encode_for_eval(encoder, support, query, settings, support_encoder)
     return enc, summarise(score_runs(support, query, enc, settings))
 
 

@@ -1,10 +1,12 @@
-"""Classification metrics, computed from scratch (no sklearn at run time)."""
+"""Classification metrics of the eval (the heads fit with scikit-learn; these are computed here)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+
+from prune.thresholds import choose_threshold  # noqa: F401  (re-exported for the eval)
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str | None]) -> dict[str, float]:
@@ -51,20 +53,3 @@ def oos_metrics(is_oos: Sequence[bool], predicted_oos: Sequence[bool]) -> dict[s
         "oos_recall": tp / float(t.sum()) if t.any() else 0.0,
         "oos_precision": tp / float(p.sum()) if p.any() else 0.0,
     }
-
-
-def choose_threshold(in_scope_scores: np.ndarray, oos_scores: np.ndarray) -> float:
-    """The score threshold that maximises balanced accuracy on calibration rows.
-
-    Balanced accuracy = mean of (in-scope rows at or above it, out-of-scope rows below it).
-    Candidates are midpoints between consecutive distinct scores; ties go to the lower threshold.
-    """
-    if len(in_scope_scores) == 0 or len(oos_scores) == 0:
-        raise ValueError("threshold calibration needs both in-scope and out-of-scope rows")
-    values = np.unique(np.concatenate([in_scope_scores, oos_scores]))
-    candidates = np.concatenate([[values[0] - 1e-6], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]])
-    ins = np.sort(in_scope_scores)
-    oos = np.sort(oos_scores)
-    kept_in = 1.0 - np.searchsorted(ins, candidates, side="left") / len(ins)  # in-scope >= t
-    caught_oos = np.searchsorted(oos, candidates, side="left") / len(oos)  # oos < t
-    return float(candidates[int(np.argmax((kept_in + caught_oos) / 2))])
