@@ -287,3 +287,43 @@ def test_show_unknown_tenant_exit_2(redis_url: str, prefix: str) -> None:
 def test_store_rejects_bad_prefix() -> None:
     with pytest.raises(ValueError, match="prefix"):
         CentroidStore(redis.Redis(), "bad prefix!")
+
+
+def test_auto_head_says_what_it_chose_and_tenants_eval_scores_it(
+    tmp_path: Path, redis_url: str, prefix: str, banking_10shot: tuple[Path, list[dict[str, str]]]
+) -> None:
+    """The default head is auto: `tenants show` names the kind kept and both kinds' held-out
+    accuracy; `tenants eval` scores the stored head on a labelled sample as the job would."""
+    _, rows = banking_10shot
+    intents = sorted({r["label"] for r in rows})[:8]
+    few = write_jsonl(tmp_path / "few.jsonl", [r for r in rows if r["label"] in intents])
+    r = jobs(
+        "tenants",
+        "add",
+        "bank",
+        "--examples",
+        str(few),
+        "--oos-threshold",
+        "auto",
+        "--redis-url",
+        redis_url,
+        "--redis-prefix",
+        prefix,
+    )
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(jobs("tenants", "show", "bank", "--redis-url", redis_url, "--redis-prefix", prefix).stdout)
+    fit = shown["fit"]
+    assert fit["requested"] == "auto" and fit["chosen"] == shown["head"] and fit["folds"] == 5
+    assert set(fit["cv_accuracy"]) == {"centroid", "linear"} and fit["chosen"] == max(
+        fit["cv_accuracy"], key=lambda k: (fit["cv_accuracy"][k], k == "linear")
+    )
+    assert shown["oos_threshold"] is not None
+    test_rows = [x for x in read_jsonl(DATA_DIR / "banking77" / "test.jsonl") if x["label"] in intents]
+    sample = write_jsonl(
+        tmp_path / "sample.jsonl", [*test_rows, {"text": "what is the capital of peru", "label": "oos"}]
+    )
+    r = jobs("tenants", "eval", "bank", "--examples", str(sample), "--redis-url", redis_url, "--redis-prefix", prefix)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(test_rows) + 1} labelled utterances, accuracy" in r.stdout and "most frequent confusions" in r.stdout
+    accuracy = float(r.stdout.split("accuracy ")[1].split("%")[0])
+    assert 60 < accuracy <= 100 and all(i in r.stdout for i in intents)
