@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from jobs import embedded_redis
-from jobs.cli.options import EXAMPLES_DIR, job_encoder_options, redis_options
+from jobs.cli.options import EXAMPLES_DIR, build_encoder, job_encoder_options, redis_options
 from jobs.errors import JobIncomplete
 from jobs.examples_io import read_examples
 from jobs.report_schema import Report
@@ -178,11 +178,11 @@ def demo(
     import pyarrow.parquet as pq
 
     from jobs.run import new_job_id, run_job
-    from prune import Encoder
 
     url = redis_url or embedded_redis.ensure_running()
     store = CentroidStore(connect(url), redis_prefix)
-    record = add_tenant(store, Encoder(), "acme", read_examples(examples))
+    encoder = build_encoder(None, prune, dtype, DEFAULT_TOKEN_BUDGET)  # the head from what the job encodes
+    record = add_tenant(store, encoder, "acme", read_examples(examples))
     click.echo(
         f"tenant acme: version {record.version}, {len(record.head.labels)} intents from "
         f"{sum(record.example_counts.values())} examples"

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from jobs import embedded_redis
-from jobs.cli.options import build_encoder, encoder_options, job_encoder_options, open_store, redis_options
+from jobs.cli.options import build_encoder, job_encoder_options, open_store, redis_options
 from jobs.examples_io import read_examples
 from jobs.tenants import add_tenant
 from prune import PruneConfig
@@ -58,7 +58,9 @@ def threshold_option(ctx: click.Context, param: click.Parameter, value: str | No
     help="Utterances scoring below it are out of scope. auto: calibrated on the examples' held-out "
     "scores and on examples labelled 'oos' (default: none).",
 )
-@encoder_options
+@click.option("--model", type=click.Path(file_okay=False), default=None)
+@job_encoder_options  # the job's defaults: the head is built from examples encoded as the job encodes
+@click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET, show_default=True)
 @redis_options
 def tenants_add(
     tenant: str,

@@ -64,7 +64,7 @@ class Variant:
 class EvalSettings:
     shots: tuple[int, ...] = (1, 2, 3, 5, 10)
     seeds: int = 5
-    heads: tuple[str, ...] = ("centroid",)
+    heads: tuple[str, ...] = ("auto",)
     calibration_per_intent: int = 2
 
     def __post_init__(self) -> None:

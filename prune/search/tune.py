@@ -3,7 +3,8 @@
 Tasks come from train/valid data only (never test): for a dataset with a valid split the
 support pool is train and the queries are valid; otherwise train is split per intent into a
 support half and a query half. Each (dataset, k) is a task. Every grid config is scored on
-every task (mean accuracy over seeds, centroid head) against the unpruned encoder; the
+every task (mean accuracy over seeds, with the linear head: what ``auto`` keeps on these tasks,
+benchmarks/head_regularisation.py) against the unpruned encoder; the
 feasible ones are timed interleaved with the unpruned encoder, and the rule picks:
 
 - mode ``speed`` (default): the largest measured speed-up whose accuracy drop is within
@@ -204,6 +205,19 @@ def to_time(
     return chosen if baseline in chosen else [*chosen, baseline]
 
 
+def _usable(grid: Grid, base: Encoder, log: Callable[[str], object]) -> list[PruneConfig]:
+    """The grid's configs this model can run (score=learned needs a trained scorer)."""
+    from prune.scorer import scorer_path
+
+    configs = grid.configs()
+    if "learned" in grid.score and scorer_path(base.spec.path, base.fingerprint) is None:
+        log(f"no learned scorer for model {base.fingerprint}: skipping score=learned (run `jobs train-scorer`)")
+        configs = [c for c in configs if c.score != "learned"]
+    for c in configs:
+        c.check_layers(base.num_layers)
+    return configs
+
+
 def run_tune(
     data_dir: str | Path,
     datasets: Sequence[str],
@@ -218,23 +232,18 @@ def run_tune(
     max_timed: int = 8,
     timing_repeats: int = 3,
     model: str | None = None,
+    head: str = "linear",
     progress: Callable[..., Any] | None = None,
     log: Callable[[str], object] = print,
 ) -> dict[str, Any]:
     """Search the grid on train/valid tasks and return the measurements and the chosen config."""
     from prune.config import EncoderOptions
-    from prune.scorer import scorer_path
 
     progress = progress or (lambda it, **kw: it)
     tasks = search_tasks(data_dir, datasets, query_per_intent)
-    settings = EvalSettings(shots, seeds, ("centroid",))
+    settings = EvalSettings(shots, seeds, (head,))
     base = Encoder(model, None, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
-    configs = grid.configs()
-    if "learned" in grid.score and scorer_path(base.spec.path, base.fingerprint) is None:
-        log(f"no learned scorer for model {base.fingerprint}: skipping score=learned (run `jobs train-scorer`)")
-        configs = [c for c in configs if c.score != "learned"]
-    for c in configs:
-        c.check_layers(base.num_layers)
+    configs = _usable(grid, base, log)
     baseline = measure(base, tasks, settings)
     with_drops(baseline, baseline)
     measured = [baseline]
@@ -254,6 +263,7 @@ def run_tune(
             "dtype": dtype,
             "mode": mode,
             "max_drop_pt": max_drop,
+            "head": head,
             "token_budget": token_budget,
             "grid": grid.to_dict(),
         },
