@@ -130,18 +130,20 @@ class Encoder:
         return ids, mask, lengths
 
     def _forward(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        ids, mask, lengths = self._batch_tensors(rows)
+        ids, mask, lengths = self._batch_tensors(rows)  # [B, T], [B, T], [B]
         h = self.bert.embeddings(ids)  # [B, T, D]
         prune, score = self.prune, self._score
+        keep = keep_counts(lengths, prune) if prune is not None else lengths  # [B]
+        # A batch in which no row is long enough to lose a token (short utterances) runs exactly
+        # the unpruned forward: no attention probabilities, no scoring, no gather.
+        pruning = prune is not None and bool((keep < lengths).any())
         for depth, layer in enumerate(self.bert.layers, start=1):
-            at_prune = prune is not None and depth == prune.layer
+            at_prune = pruning and depth == prune.layer  # type: ignore[union-attr]
             h, probs = layer(h, mask, need_probs=at_prune and score.needs_attention)
             if at_prune:
                 importance = score(LayerTrace(h, mask, probs))  # [B, T]
-                keep = keep_counts(lengths, prune)  # [B]
-                if bool((keep < lengths).any()):
-                    index = select(importance, mask, keep)  # [B, T']
-                    h, mask = gather(h, index, keep)
+                index = select(importance, mask, keep)  # [B, T']
+                h, mask = gather(h, index, keep)  # [B, T', D], [B, T']
         return self._embed(h, mask).numpy(), mask.sum(1).numpy().astype(np.int32)
 
     def _embed(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -107,3 +107,24 @@ def test_prune_layer_out_of_range() -> None:
 def test_unknown_score() -> None:
     with pytest.raises(ValueError, match="unknown importance score"):
         Encoder(prune=PruneConfig(4, 0.5, 1, "nope"))
+
+
+def test_a_batch_with_nothing_to_prune_runs_the_unpruned_forward(encoder: Encoder, banking_texts: list[str]) -> None:
+    """Short utterances (no row above min_tokens) cost nothing extra: the importance score is
+    never computed and the embeddings are exactly the unpruned ones."""
+    short = [t for t in banking_texts if len(encoder.tokenize([t])[0][0]) <= 12][:64]
+    assert len(short) == 64
+    pruned = encoder.with_prune(PruneConfig(12, 0.5, 1, "attention"))
+    calls: list[int] = []
+    scorer = pruned._score
+
+    def counting(trace):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return scorer(trace)
+
+    pruned._score = type(scorer)(scorer.name, scorer.needs_attention, counting, scorer.doc)
+    got = pruned.encode(short)
+    assert calls == [] and np.array_equal(got.embeddings, encoder.encode(short).embeddings)
+    assert (got.tokens_kept == got.tokens).all()
+    longer = pruned.encode([*short, banking_texts[0] + " " + banking_texts[1] + " " + banking_texts[2]])
+    assert calls and (longer.tokens_kept < longer.tokens).any()  # with one long row the score runs
