@@ -69,6 +69,10 @@ def test_round_trip_same_predictions_as_in_memory(
         str(path),
         "--head",
         kind,
+        "--prune",  # as the in-memory encoder below (the default is the job's: tuned, auto)
+        "none",
+        "--dtype",
+        "float32",
         "--redis-url",
         redis_url,
         "--redis-prefix",
@@ -231,6 +235,7 @@ def test_concurrent_adds_leave_one_consistent_version(
         [{"text": "hello", "label": "greet"}, {"text": "bye", "label": "bye"}, {"text": "thanks", "label": "thanks"}],
     )
     cmd = [sys.executable, "-m", "jobs", "tenants", "add", "same", "--redis-url", redis_url, "--redis-prefix", prefix]
+    cmd += ["--head", "centroid", "--prune", "none", "--dtype", "float32"]  # as the in-memory heads below
     procs = [
         subprocess.Popen(
             [*cmd, "--examples", str(p)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
