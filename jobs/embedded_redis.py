@@ -20,15 +20,9 @@ from pathlib import Path
 import redis
 
 from jobs.errors import EmbeddedRedisError
+from prune.user_files import user_dir
 
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux
-
-
-def home() -> Path:
-    if os.environ.get("JOBS_HOME"):
-        return Path(os.environ["JOBS_HOME"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "fewshot-jobs"
 
 
 def redis_server_binary() -> str:
@@ -58,7 +52,7 @@ def _alive(socket: Path) -> bool:
 
 def ensure_running(folder: Path | None = None, timeout: float = 20.0) -> str:
     """Start (or reuse) the embedded server; returns its ``unix://`` URL."""
-    folder = (folder or home()) / "redis"
+    folder = (folder or user_dir()) / "redis"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     socket = folder / "redis.sock"
     if len(str(socket)) > SOCKET_PATH_MAX:
@@ -150,7 +144,7 @@ def serve(port: int, bind: str, password: str, folder: Path, timeout: float = 20
 
 def stop(folder: Path | None = None) -> bool:
     """Shut the embedded server down (saving its data); True if one was running."""
-    socket = (folder or home()) / "redis" / "redis.sock"
+    socket = (folder or user_dir()) / "redis" / "redis.sock"
     if not _alive(socket):
         return False
     with contextlib.suppress(redis.ConnectionError):  # the server drops the connection as it exits

@@ -40,24 +40,20 @@ return version
 """
 
 
-def validate_name(option: str, value: str) -> str:
-    """A job or tenant id given as ``option``: the characters Redis keys and file names take."""
-    if not TENANT_ID.fullmatch(value):
+def validate_name(what: str, value: str) -> str:
+    """A tenant id, job id or the like: the characters Redis keys and file names take."""
+    if not isinstance(value, str) or not TENANT_ID.fullmatch(value):
+        shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
+        length = len(value) if isinstance(value, str) else "n/a"
         raise InvalidName(
-            f"{option} {value[:40]!r}: use 1-64 characters from A-Z a-z 0-9 _ . - starting with a letter or digit"
+            f"invalid {what} {shown!r} (length {length}): use 1-64 characters from "
+            f"A-Z a-z 0-9 _ . - starting with a letter or digit, e.g. 'acme' or 'acme-eu.2'"
         )
     return value
 
 
 def validate_tenant_id(tenant: str) -> str:
-    if not isinstance(tenant, str) or not TENANT_ID.fullmatch(tenant):
-        shown = tenant if not isinstance(tenant, str) or len(tenant) <= 40 else tenant[:40] + "..."
-        length = len(tenant) if isinstance(tenant, str) else "n/a"
-        raise InvalidName(
-            f"invalid tenant id {shown!r} (length {length}): use 1-64 characters from "
-            f"A-Z a-z 0-9 _ . - starting with a letter or digit, e.g. 'acme' or 'acme-eu.2'"
-        )
-    return tenant
+    return validate_name("tenant id", tenant)
 
 
 @dataclass(frozen=True)

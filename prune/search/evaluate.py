@@ -19,8 +19,9 @@ from prune.encoder import Encoder
 from prune.errors import ConfigError
 from prune.head import HEAD_KINDS, fit_head
 from prune.search.data import OOS_LABEL, Split
-from prune.search.metrics import choose_threshold, classification_metrics, oos_metrics
+from prune.search.metrics import classification_metrics, oos_metrics
 from prune.search.sampling import after_k, k_shot
+from prune.thresholds import choose_threshold
 
 METRICS = (
     "accuracy",

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from prune.thresholds import choose_threshold  # noqa: F401  (re-exported for the eval)
-
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str | None]) -> dict[str, float]:
     """Accuracy and macro / weighted precision, recall and F1 over the true labels' classes.
