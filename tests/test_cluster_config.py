@@ -59,6 +59,16 @@ def test_versions_match_the_project() -> None:
     assert config["file_mounts"]["~/fewshot-jobs"] == "."
 
 
+def test_every_node_starts_ray_with_the_clusters_token() -> None:
+    """`ray start` turns token authentication on only where a token is present (Ray 2.60): the
+    user's token is mounted on every node, and both start commands ask for token mode."""
+    config = load()
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = [c for c in config[key] if "ray start" in c]
+        assert len(start) == 1 and "export RAY_AUTH_MODE=token;" in start[0].split("ray start")[0], key
+
+
 def _broken(config: dict[str, Any], case: str) -> dict[str, Any]:
     c = copy.deepcopy(config)
     if case == "unknown top-level key":
