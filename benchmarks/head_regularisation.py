@@ -4,13 +4,22 @@ train (support pool) and valid (queries). Accuracy per (dataset, k) for the cent
 linear head at several C, and auto (cross-validated choice), mean over seeds.
 
     .venv/bin/python benchmarks/head_regularisation.py --out benchmarks/results/head_regularisation.json
+
+``--alternatives`` adds heads that were tried and not kept, at 5 and 10 shots: the linear head
+mixed with the centroid head (log-probabilities, weight 0.3, cosine temperature 20), and the
+linear head on standardised features (C=0.3 and 1).
+
+    .venv/bin/python benchmarks/head_regularisation.py --shots 5,10 --c-grid 30 --alternatives \
+        --out benchmarks/results/head_alternatives.json
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -23,12 +32,56 @@ from prune.search.evaluate import EvalSettings, encode_for_eval
 from prune.search.sampling import k_shot
 from prune.search.tune import search_tasks
 
+Predict = Callable[[np.ndarray, list[str], np.ndarray], list[str]]
 
-def heads(c_grid: tuple[float, ...]) -> dict[str, object]:
-    out: dict[str, object] = {"centroid": lambda x, y: centroid_head(x, y)}
+
+def _shipped(fit: Callable[[np.ndarray, list[str]], Any]) -> Predict:
+    def predict(x: np.ndarray, y: list[str], q: np.ndarray) -> list[str]:
+        head = fit(x, y)
+        return [head.labels[j] for j in head.classify(q).label_index.tolist()]
+
+    return predict
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _mixed(x: np.ndarray, y: list[str], q: np.ndarray, weight: float = 0.3, temperature: float = 20.0) -> list[str]:
+    """log p(linear) * (1 - weight) + log softmax(temperature * cosine to centroids) * weight."""
+    from scipy.special import log_softmax
+    from sklearn.linear_model import LogisticRegression
+
+    labels = sorted(set(y))
+    yi = np.array([labels.index(v) for v in y])
+    xs, qs = _unit(x), _unit(q)  # [n, d], [m, d]
+    centroids = _unit(np.stack([xs[yi == c].mean(0) for c in range(len(labels))]))  # [c, d]
+    lr = LogisticRegression(C=30, max_iter=2000, tol=1e-6).fit(xs, yi)
+    score = (1 - weight) * lr.predict_log_proba(qs) + weight * log_softmax(temperature * qs @ centroids.T, axis=1)
+    return [labels[j] for j in score.argmax(1)]  # [m]
+
+
+def _standardised(c: float) -> Predict:
+    def predict(x: np.ndarray, y: list[str], q: np.ndarray) -> list[str]:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, tol=1e-6))
+        return list(model.fit(_unit(x), y).predict(_unit(q)))
+
+    return predict
+
+
+def heads(c_grid: tuple[float, ...], alternatives: bool) -> dict[str, Predict]:
+    out: dict[str, Predict] = {"centroid": _shipped(lambda x, y: centroid_head(x, y))}
     for c in c_grid:
-        out[f"linear C={c:g}"] = lambda x, y, c=c: linear_head(x, y, c=c)
-    out["auto"] = lambda x, y: fit_head("auto", x, y)
+        out[f"linear C={c:g}"] = _shipped(lambda x, y, c=c: linear_head(x, y, c=c))
+    out["auto"] = _shipped(lambda x, y: fit_head("auto", x, y))
+    if alternatives:
+        out["linear C=30 + centroid (0.3)"] = _mixed
+        out["standardised linear C=0.3"] = _standardised(0.3)
+        out["standardised linear C=1"] = _standardised(1.0)
     return out
 
 
@@ -37,8 +90,9 @@ def heads(c_grid: tuple[float, ...]) -> dict[str, object]:
 @click.option("--seeds", type=int, default=3, show_default=True)
 @click.option("--c-grid", default="0.3,1,3,10,30,100", show_default=True)
 @click.option("--dtype", default="auto", show_default=True)
+@click.option("--alternatives", is_flag=True, help="Also the heads tried and not kept.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def main(shots: str, seeds: int, c_grid: str, dtype: str, out: Path | None) -> None:
+def main(shots: str, seeds: int, c_grid: str, dtype: str, alternatives: bool, out: Path | None) -> None:
     ks = tuple(int(k) for k in shots.split(","))
     grid = tuple(float(c) for c in c_grid.split(","))
     encoder = Encoder(options=EncoderOptions(dtype=dtype))
@@ -47,12 +101,13 @@ def main(shots: str, seeds: int, c_grid: str, dtype: str, out: Path | None) -> N
     for task in search_tasks(DEFAULT_DATA_DIR, ("banking77", "clinc150"), query_per_intent=10):
         enc = encode_for_eval(encoder, task.support, task.query, settings)
         for k in ks:
-            for name, fit in heads(grid).items():
+            for name, predict in heads(grid, alternatives).items():
                 accs = []
                 for seed in range(seeds):
                     idx = k_shot(task.support.labels, k, seed)
-                    head = fit(np.stack([enc.support[i] for i in idx]), [task.support.labels[i] for i in idx])  # type: ignore[operator]
-                    pred = [head.labels[j] for j in head.classify(enc.query).label_index.tolist()]
+                    support = np.stack([enc.support[i] for i in idx]).astype(np.float32)
+                    query = np.asarray(enc.query, dtype=np.float32)
+                    pred = predict(support, [task.support.labels[i] for i in idx], query)
                     accs.append(np.mean([p == t for p, t in zip(pred, task.query.labels, strict=True)]))
                 results.setdefault(name, {})[f"{task.dataset}/{k}-shot"] = 100 * statistics.fmean(accs)
             print(

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobs.errors import EmbeddedRedisError
 from prune.user_files import user_dir
@@ -43,9 +45,14 @@ def redis_server_binary() -> str:
     return found
 
 
+# A liveness probe answers at once: redis-py's default retries (with backoff) would make every
+# probe of a server that is not there yet cost about 3 s.
+_PROBE = {"socket_timeout": 2, "retry": Retry(NoBackoff(), 0)}
+
+
 def _alive(socket: Path) -> bool:
     try:
-        return bool(redis.Redis(unix_socket_path=str(socket), socket_timeout=2).ping())
+        return bool(redis.Redis(unix_socket_path=str(socket), **_PROBE).ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False
 
@@ -115,7 +122,7 @@ def serve(port: int, bind: str, password: str, folder: Path, timeout: float = 20
 
     def alive() -> bool:
         try:
-            return bool(redis.Redis.from_url(url, socket_timeout=2).ping())
+            return bool(redis.Redis.from_url(url, **_PROBE).ping())
         except (redis.RedisError, OSError):
             return False
 
@@ -148,5 +155,5 @@ def stop(folder: Path | None = None) -> bool:
     if not _alive(socket):
         return False
     with contextlib.suppress(redis.ConnectionError):  # the server drops the connection as it exits
-        redis.Redis(unix_socket_path=str(socket)).shutdown(save=True)
+        redis.Redis(unix_socket_path=str(socket), **_PROBE).shutdown(save=True)
     return True

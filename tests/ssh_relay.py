@@ -4,13 +4,21 @@ port 22 of a node; the test's sshd listens on a free loopback port instead, and 
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import sys
 import threading
 
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+
 
 def main(port: int) -> None:
+    # Die with the ssh process that started this relay, whatever becomes of the pipes.
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:
+        return
     sock = socket.create_connection(("127.0.0.1", port))
 
     def upstream() -> None:

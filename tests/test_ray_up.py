@@ -101,7 +101,7 @@ def close_ssh_masters(client_home: Path) -> None:
     for pid, cmd in processes_with_home(client_home):
         if cmd.startswith("ssh "):
             os.kill(pid, 15)
-    for _ in range(50):  # and with them their ProxyCommand relays
+    for _ in range(50):  # and with them their ProxyCommand relays, which die with their ssh
         if not processes_with_home(client_home):
             return
         time.sleep(0.1)
