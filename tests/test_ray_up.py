@@ -218,3 +218,15 @@ def test_ray_up_runs_the_cluster_commands_and_the_job(tmp_path: Path) -> None:
     left = processes_with_home(node_home) + processes_with_home(client_home)
     assert not left, f"left running after ray down: {left}"
     assert not listening(CLUSTER_PORTS), "a port of the cluster is still open after ray down"
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_no_sshd_fails_in_ci_and_skips_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    import tests.launcher
+
+    monkeypatch.setattr(tests.launcher, "SSHD", tmp_path / "no-sshd")
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="openssh-server"):
+        start_sshd(tmp_path, tmp_path / "node")
