@@ -40,8 +40,8 @@ class Variant:
     dtype: str = "float32"
 
 
-def load_texts(data_dir: Path, limit: int | None) -> list[str]:
-    path = data_dir / "banking77" / "test.jsonl"
+def load_texts(data_dir: Path, limit: int | None, texts_of: str = "banking77/test") -> list[str]:
+    path = data_dir / f"{texts_of}.jsonl"
     if not path.exists():
         raise click.UsageError(f"{path} not found; pass --data-dir pointing at the datasets folder")
     with path.open() as f:
@@ -68,6 +68,7 @@ def ours(model: str | None, prune: PruneConfig | None, dtype: str, budget: int, 
 @click.option("--prune", "prunes", multiple=True, help="A pruning config to measure (repeatable).")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use the first N texts.")
+@click.option("--texts", "texts_of", default="banking77/test", show_default=True, help="DATASET/SPLIT to encode.")
 @click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=os.cpu_count(), show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON.")
@@ -77,12 +78,13 @@ def main(
     prunes: tuple[str, ...],
     repeats: int,
     limit: int | None,
+    texts_of: str,
     token_budget: int,
     threads: int,
     out: Path | None,
 ) -> None:
     torch.set_num_threads(threads)
-    texts = load_texts(data_dir, limit)
+    texts = load_texts(data_dir, limit, texts_of)
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(str(model or default_model_dir()), device="cpu")
@@ -129,7 +131,7 @@ def main(
         )
 
     click.echo(
-        f"\n{len(texts)} BANKING77 test texts, {repeats} interleaved repeats, "
+        f"\n{len(texts)} {texts_of} texts, {repeats} interleaved repeats, "
         f"{threads} threads, token budget {token_budget}; medians\n"
     )
     click.echo("| variant | utt/s | x baseline | x unpruned same dtype | tokens kept | mean cos |")
@@ -146,6 +148,7 @@ def main(
             json.dumps(
                 {
                     "texts": len(texts),
+                    "texts_of": texts_of,
                     "repeats": repeats,
                     "threads": threads,
                     "token_budget": token_budget,

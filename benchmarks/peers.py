@@ -1,0 +1,333 @@
+"""This encoder against the CPU backends a user could pick instead, on the same texts and threads.
+
+Peers (sentence-transformers' own backends, exported offline from the packaged model):
+- sentence-transformers torch fp32, the reference for cosine;
+- ONNX Runtime fp32 and dynamic int8 (the quantisation config the CPU supports);
+- OpenVINO fp32 (precision hint f32), OpenVINO default (bf16 where the CPU has it), and OpenVINO
+  static int8 with NNCF, calibrated on BANKING77 *train* texts shipped with this package (the
+  default calibration set of sentence-transformers comes from the Hub).
+Ours: fp32, bf16, and the job's default (``--dtype auto --prune tuned``).
+
+Every repeat runs every variant once on the BANKING77 test texts, in a rotated order; medians.
+Each variant's few-shot accuracy is measured with the ``jobs eval`` protocol (BANKING77, train
+support, test queries, default head, 5 seeds), because a fast variant that loses accuracy is no win.
+Needs the ``[peers]`` extra:
+
+    pip install -c constraints.txt -e '.[peers]'
+    python benchmarks/peers.py --repeats 5 --out benchmarks/results/peers.json
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from prune import Encoder, EncoderOptions
+from prune.cpu import cpu_model, native_bf16
+from prune.model import default_model_dir
+from prune.search.data import DEFAULT_DATA_DIR, Split, load_split
+from prune.search.evaluate import Encoded, EvalSettings, needed_support, score_runs, summarise
+from prune.tuned import tuned_default
+
+Embed = Callable[[list[str]], np.ndarray]  # texts -> [N, D] float32, L2-normalised
+
+
+Builder = Callable[[Path, Path, list[str], int], Embed]  # (model dir, work dir, calibration texts, threads)
+
+
+def _st_embed(model: object) -> Embed:
+    def run(texts: list[str]) -> np.ndarray:
+        emb = model.encode(texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True)  # type: ignore[attr-defined]
+        return np.asarray(emb, dtype=np.float32)
+
+    return run
+
+
+def _ours(dtype: str, tuned: bool) -> Builder:
+    def build(model_dir: Path, work: Path, calibration: list[str], threads: int) -> Embed:
+        enc = Encoder(None, tuned_default() if tuned else None, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
+        return lambda texts: enc.encode(texts).embeddings
+
+    return build
+
+
+def _st_torch(model_dir: Path, work: Path, calibration: list[str], threads: int) -> Embed:
+    from sentence_transformers import SentenceTransformer
+
+    return _st_embed(SentenceTransformer(str(model_dir), device="cpu"))
+
+
+def _vnni_config() -> str:
+    flags = Path("/proc/cpuinfo").read_text().split()
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    return "avx512" if "avx512f" in flags else "avx2"
+
+
+def _onnx(int8: bool) -> Builder:
+    def build(model_dir: Path, work: Path, calibration: list[str], threads: int) -> Embed:
+        import onnxruntime as ort
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.backend import export_dynamic_quantized_onnx_model
+
+        out = work / "onnx"
+        if not (out / "onnx" / "model.onnx").exists():
+            SentenceTransformer(str(model_dir), backend="onnx", device="cpu").save(str(out))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        kwargs: dict[str, object] = {"session_options": options, "file_name": "onnx/model.onnx"}
+        model = SentenceTransformer(str(out), backend="onnx", device="cpu", model_kwargs=kwargs)
+        if int8:
+            name = f"model_qint8_{_vnni_config()}.onnx"
+            if not (out / "onnx" / name).exists():
+                export_dynamic_quantized_onnx_model(model, _vnni_config(), str(out))
+            kwargs["file_name"] = f"onnx/{name}"
+            model = SentenceTransformer(str(out), backend="onnx", device="cpu", model_kwargs=kwargs)
+        return _st_embed(model)
+
+    return build
+
+
+def _calibration_items(tokenizer: object, texts: list[str], names: set[str]) -> list[dict[str, np.ndarray]]:
+    items = []
+    for t in texts:
+        enc = tokenizer(t, return_tensors="np", truncation=True)  # type: ignore[operator]
+        items.append({k: v.astype(np.int64) for k, v in enc.items() if k in names})  # each [1, T]
+    return items
+
+
+def _openvino(precision: str) -> Builder:
+    """precision: "f32" (hint f32), "default" (no hint: bf16 where the CPU has it), or "int8" (static, NNCF)."""
+
+    def build(model_dir: Path, work: Path, calibration: list[str], threads: int) -> Embed:
+        import openvino as ov
+        from sentence_transformers import SentenceTransformer
+
+        out = work / "openvino"
+        if not (out / "openvino" / "openvino_model.xml").exists():
+            SentenceTransformer(str(model_dir), backend="openvino", device="cpu").save(str(out))
+        int8_xml = out / "openvino" / "openvino_model_qint8_static.xml"
+        if precision == "int8" and not int8_xml.exists():
+            import nncf
+
+            tokenizer = SentenceTransformer(str(out), backend="openvino", device="cpu").tokenizer
+            ov_model = ov.Core().read_model(out / "openvino" / "openvino_model.xml")
+            items = _calibration_items(tokenizer, calibration, {p.get_any_name() for p in ov_model.inputs})
+            quantized = nncf.quantize(
+                ov_model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items)
+            )
+            ov.save_model(quantized, int8_xml)
+        config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads}
+        if precision == "f32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        file_name = f"openvino/{int8_xml.name}" if precision == "int8" else "openvino/openvino_model.xml"
+        kwargs = {"file_name": file_name, "ov_config": config}
+        return _st_embed(SentenceTransformer(str(out), backend="openvino", device="cpu", model_kwargs=kwargs))
+
+    return build
+
+
+VARIANTS: dict[str, tuple[str, Builder]] = {  # name -> (peer or ours, builder)
+    "sentence-transformers fp32 (torch)": ("peer", _st_torch),
+    "ONNX Runtime fp32": ("peer", _onnx(int8=False)),
+    f"ONNX Runtime dynamic int8 ({_vnni_config()})": ("peer", _onnx(int8=True)),
+    "OpenVINO fp32": ("peer", _openvino("f32")),
+    "OpenVINO default": ("peer", _openvino("default")),
+    "OpenVINO static int8 (NNCF, BANKING77 train)": ("peer", _openvino("int8")),
+    "ours fp32": ("ours", _ours("float32", tuned=False)),
+    "ours bf16": ("ours", _ours("bfloat16", tuned=False)),
+    "ours job default (dtype auto, prune tuned)": ("ours", _ours("auto", tuned=True)),
+}
+
+
+def _serve(conn: Connection, name: str, model_dir: Path, work: Path, calibration: list[str], threads: int) -> None:
+    """A variant in its own process: build it, then embed on request, timing inside the process."""
+    torch.set_num_threads(threads)
+    embed = VARIANTS[name][1](model_dir, work, calibration, threads)
+    conn.send("ready")
+    while (msg := conn.recv()) is not None:
+        op, texts = msg
+        start = time.perf_counter()
+        emb = embed(texts)
+        conn.send((time.perf_counter() - start, emb if op == "embed" else None))
+
+
+class Worker:
+    def __init__(self, name: str, model_dir: Path, work: Path, calibration: list[str], threads: int) -> None:
+        self.name, self.kind = name, VARIANTS[name][0]
+        self.conn, child = mp.get_context("spawn").Pipe()
+        self.process = mp.get_context("spawn").Process(
+            target=_serve, args=(child, name, model_dir, work, calibration, threads), daemon=True
+        )
+        self.process.start()
+        if self.conn.recv() != "ready":
+            raise click.ClickException(f"{name} did not start")
+
+    def run(self, op: str, texts: list[str]) -> tuple[float, np.ndarray | None]:
+        self.conn.send((op, texts))
+        return self.conn.recv()  # type: ignore[no-any-return]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        emb = self.run("embed", texts)[1]
+        assert emb is not None
+        return emb
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(timeout=30)
+
+
+def accuracy(
+    embed: Callable[[list[str]], np.ndarray], support: Split, query: Split, queries: np.ndarray, settings: EvalSettings
+) -> dict[int, float]:
+    """Few-shot accuracy (%) per k, mean over seeds; ``queries`` [Q, D] are ``query``'s embeddings."""
+    idx = needed_support(support, settings)
+    sup = embed([support.texts[i] for i in idx])  # [S, D]
+    enc = Encoded(dict(zip(idx, sup, strict=True)), queries, 0.0, 0, 0)
+    rows = summarise(score_runs(support, query, enc, settings))
+    return {int(r["k"]): 100 * float(r["accuracy"]) for r in rows}  # type: ignore[arg-type]
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR)
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Time only the first N test texts.")
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--calibration",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="BANKING77 train texts for OpenVINO's static int8.",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=os.cpu_count(), show_default=True)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/peers"),
+    show_default=True,
+    help="Where the exported models are kept (reused on the next run).",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON.")
+def main(
+    data_dir: Path,
+    repeats: int,
+    limit: int | None,
+    seeds: int,
+    calibration: int,
+    threads: int,
+    work_dir: Path,
+    out: Path | None,
+) -> None:
+    try:
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+        import optimum.onnxruntime  # noqa: F401
+        import sentence_transformers  # noqa: F401
+    except ImportError as e:
+        raise click.ClickException(f"{e}; install the extra: pip install -c constraints.txt -e '.[peers]'") from e
+    support, query = load_split(data_dir, "banking77", "train"), load_split(data_dir, "banking77", "test")
+    texts = list(query.texts[:limit] if limit else query.texts)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    calibration_texts = list(support.texts[:calibration])
+    workers: list[Worker] = []
+    try:
+        for name in VARIANTS:  # one at a time: a variant may export the model its successor reads
+            click.echo(f"loading {name}", err=True)
+            workers.append(Worker(name, default_model_dir(), work_dir, calibration_texts, threads))
+        full = {w.name: w.embed(list(query.texts)) for w in workers}  # warm-up, and the eval's queries
+        times: dict[str, list[float]] = {w.name: [] for w in workers}
+        for rep in range(repeats):  # interleaved: each repeat runs every variant once, in a rotated order
+            shift = rep % len(workers)
+            for w in workers[shift:] + workers[:shift]:
+                times[w.name].append(w.run("time", texts)[0])
+            click.echo(f"repeat {rep + 1}/{repeats} done", err=True)
+        settings = EvalSettings(shots=(5, 10), seeds=seeds, heads=("auto",))
+        reference = full[workers[0].name]
+        rows = []
+        for w in workers:
+            cos = (full[w.name] * reference).sum(1)  # [Q] cosine to sentence-transformers fp32
+            acc = accuracy(w.embed, support, query, full[w.name], settings)
+            med = statistics.median(times[w.name])
+            rows.append(
+                {
+                    "variant": w.name,
+                    "kind": w.kind,
+                    "median_seconds": med,
+                    "utterances_per_s": len(texts) / med,
+                    "mean_cosine": float(cos.mean()),
+                    "min_cosine": float(cos.min()),
+                    "accuracy_5": acc[5],
+                    "accuracy_10": acc[10],
+                    "seconds": times[w.name],
+                }
+            )
+            click.echo(f"{w.name}: {len(texts) / med:.0f} utt/s, 10-shot {acc[10]:.1f}", err=True)
+    finally:
+        for w in workers:
+            w.close()
+    _report(rows, texts, repeats, threads, seeds, out)
+
+
+def _report(
+    rows: list[dict[str, object]], texts: list[str], repeats: int, threads: int, seeds: int, out: Path | None
+) -> None:
+    fp32_acc = float(rows[0]["accuracy_10"])  # type: ignore[arg-type]
+    peers = [r for r in rows if r["kind"] == "peer" and fp32_acc - float(r["accuracy_10"]) <= 0.5]  # type: ignore[arg-type]
+    fastest = max(peers or rows[:1], key=lambda r: float(r["utterances_per_s"]))  # type: ignore[arg-type]
+    base = float(rows[0]["utterances_per_s"])  # type: ignore[arg-type]
+    for r in rows:
+        r["x_st_fp32"] = float(r["utterances_per_s"]) / base  # type: ignore[arg-type]
+        r["x_fastest_peer"] = float(r["utterances_per_s"]) / float(fastest["utterances_per_s"])  # type: ignore[arg-type]
+    click.echo(
+        f"\n{len(texts)} BANKING77 test texts, {threads} threads, {repeats} interleaved repeats, medians; "
+        f"CPU {cpu_model()} (bf16 native: {native_bf16()}). Fastest peer within 0.5 pt of fp32 at 10 shots: "
+        f"{fastest['variant']}. Accuracy: BANKING77 test, train support, head auto, {seeds} seeds.\n"
+    )
+    click.echo("| variant | utt/s | x ST fp32 | x fastest peer | mean / min cosine | 5-shot | 10-shot |")
+    click.echo("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        click.echo(
+            f"| {r['variant']} | {r['utterances_per_s']:.0f} | {r['x_st_fp32']:.2f} | "
+            f"{r['x_fastest_peer']:.2f} | {r['mean_cosine']:.5f} / {r['min_cosine']:.4f} | "
+            f"{r['accuracy_5']:.1f} | {r['accuracy_10']:.1f} |"
+        )
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        machine = {
+            "cpu": cpu_model(),
+            "bf16_native": native_bf16(),
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        }
+        out.write_text(
+            json.dumps(
+                {
+                    "texts": len(texts),
+                    "repeats": repeats,
+                    "threads": threads,
+                    "seeds": seeds,
+                    "fastest_peer": fastest["variant"],
+                    "machine": machine,
+                    "results": rows,
+                },
+                indent=2,
+            )
+        )
+        click.echo(f"\nwrote {out}", err=True)
+
+
+if __name__ == "__main__":
+    main()
