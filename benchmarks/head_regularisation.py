@@ -7,7 +7,9 @@ linear head at several C, and auto (cross-validated choice), mean over seeds.
 
 ``--alternatives`` adds heads that were tried and not kept, at 5 and 10 shots: the linear head
 mixed with the centroid head (log-probabilities, weight 0.3, cosine temperature 20), and the
-linear head on standardised features (C=0.3 and 1).
+linear head on standardised features (C=0.3 and 1). ``auto, higher CV wins (before)`` is the
+auto rule before the clear-win margin, for comparison; ``--prune`` scores a pruned encoder's
+embeddings, on which that rule flipped more often.
 
     .venv/bin/python benchmarks/head_regularisation.py --shots 5,10 --c-grid 30 --alternatives \
         --out benchmarks/results/head_alternatives.json
@@ -25,8 +27,10 @@ import click
 import numpy as np
 
 from prune import Encoder, EncoderOptions
+from prune.config import PruneConfig
 from prune.cpu import cpu_model
-from prune.head import centroid_head, fit_head, linear_head
+from prune.head import STORED_KINDS, centroid_head, fit_head, linear_head
+from prune.head_choice import FALLBACK_KIND, cross_validate, folds_for
 from prune.search.data import DEFAULT_DATA_DIR
 from prune.search.evaluate import EvalSettings, encode_for_eval
 from prune.search.sampling import k_shot
@@ -41,6 +45,15 @@ def _shipped(fit: Callable[[np.ndarray, list[str]], Any]) -> Predict:
         return [head.labels[j] for j in head.classify(q).label_index.tolist()]
 
     return predict
+
+
+def _higher_cv_wins(x: np.ndarray, y: list[str]) -> Any:
+    """The auto rule before: whichever kind has the higher cross-validated accuracy (ties: linear)."""
+    folds = folds_for(y)
+    if folds < 2:
+        return fit_head(FALLBACK_KIND, x, y)
+    acc = {kind: cross_validate(x, y, kind, folds).accuracy for kind in STORED_KINDS}
+    return fit_head(max(STORED_KINDS, key=lambda k: (acc[k], k == "linear")), x, y)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -78,6 +91,7 @@ def heads(c_grid: tuple[float, ...], alternatives: bool) -> dict[str, Predict]:
     for c in c_grid:
         out[f"linear C={c:g}"] = _shipped(lambda x, y, c=c: linear_head(x, y, c=c))
     out["auto"] = _shipped(lambda x, y: fit_head("auto", x, y))
+    out["auto, higher CV wins (before)"] = _shipped(_higher_cv_wins)
     if alternatives:
         out["linear C=30 + centroid (0.3)"] = _mixed
         out["standardised linear C=0.3"] = _standardised(0.3)
@@ -90,12 +104,16 @@ def heads(c_grid: tuple[float, ...], alternatives: bool) -> dict[str, Predict]:
 @click.option("--seeds", type=int, default=3, show_default=True)
 @click.option("--c-grid", default="0.3,1,3,10,30,100", show_default=True)
 @click.option("--dtype", default="auto", show_default=True)
+@click.option("--prune", "prune_text", default=None, help="Embeddings from a pruned encoder, e.g. s=24,q=0.4,l=1.")
 @click.option("--alternatives", is_flag=True, help="Also the heads tried and not kept.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def main(shots: str, seeds: int, c_grid: str, dtype: str, alternatives: bool, out: Path | None) -> None:
+def main(
+    shots: str, seeds: int, c_grid: str, dtype: str, prune_text: str | None, alternatives: bool, out: Path | None
+) -> None:
     ks = tuple(int(k) for k in shots.split(","))
     grid = tuple(float(c) for c in c_grid.split(","))
-    encoder = Encoder(options=EncoderOptions(dtype=dtype))
+    prune = PruneConfig.parse(prune_text) if prune_text else None
+    encoder = Encoder(prune=prune, options=EncoderOptions(dtype=dtype))
     settings = EvalSettings(ks, seeds, ("centroid",))
     results: dict[str, dict[str, float]] = {}
     for task in search_tasks(DEFAULT_DATA_DIR, ("banking77", "clinc150"), query_per_intent=10):
@@ -120,7 +138,8 @@ def main(shots: str, seeds: int, c_grid: str, dtype: str, alternatives: bool, ou
         print(f"| {name} | " + " | ".join(f"{r[c]:.1f}" for c in cells) + f" | {statistics.fmean(r.values()):.2f} |")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"cpu": cpu_model(), "dtype": encoder.options.dtype, "seeds": seeds, "accuracy": results}
+        record = {"cpu": cpu_model(), "dtype": encoder.options.dtype, "prune": prune_text, "seeds": seeds}
+        record["accuracy"] = results
         out.write_text(json.dumps(record, indent=2))
 
 

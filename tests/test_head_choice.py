@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from prune.head import DEFAULT_C, centroid_head, fit_head, linear_head
-from prune.head_choice import FALLBACK_KIND, choose_head, cross_validate, with_calibrated_threshold
+from prune.head_choice import (
+    FALLBACK_KIND,
+    HeldOut,
+    centroid_clearly_better,
+    choose_head,
+    cross_validate,
+    with_calibrated_threshold,
+)
 from prune.thresholds import IN_SCOPE_KEPT, threshold_from
 
 
@@ -38,14 +45,27 @@ def test_two_intents_keep_the_same_probabilities() -> None:
     assert np.allclose(linear_head(x, y).scores(x), reference.predict_proba(x), atol=1e-4)
 
 
-def test_auto_is_deterministic_and_keeps_the_better_kind() -> None:
+def test_auto_is_deterministic_and_keeps_linear_unless_the_centroid_clearly_wins() -> None:
     x, y = clusters(6)
     first, again = choose_head(x, y), choose_head(x, y)
     assert first.kind == again.kind and first.cv_accuracy == again.cv_accuracy and first.folds == 5
-    assert first.kind == max(first.cv_accuracy, key=lambda k: (first.cv_accuracy[k], k == "linear"))
+    held = {kind: cross_validate(x, y, kind, 5) for kind in ("centroid", "linear")}
     for kind in ("centroid", "linear"):
-        assert first.cv_accuracy[kind] == round(cross_validate(x, y, kind, 5)[0], 4)
+        assert first.cv_accuracy[kind] == round(held[kind].accuracy, 4)
+    assert first.kind == ("centroid" if centroid_clearly_better(held["centroid"], held["linear"]) else "linear")
     assert np.array_equal(first.head.weight, fit_head(first.kind, x, y).weight)
+
+
+def test_the_centroid_must_win_by_more_than_noise() -> None:
+    def held(first: int, last: int, n: int = 400) -> HeldOut:  # right on examples first..last-1
+        i = np.arange(n)
+        return HeldOut((i >= first) & (i < last), np.zeros(n, np.float32))
+
+    linear = held(0, 300)
+    assert not centroid_clearly_better(held(0, 300), linear)  # a tie keeps linear
+    assert not centroid_clearly_better(held(20, 324), linear)  # +1 pt net of 24 wins and 20 losses: noise
+    assert centroid_clearly_better(held(0, 320), linear)  # +5 pt, never worse: a clear win
+    assert not centroid_clearly_better(linear, held(0, 320))
 
 
 def test_one_example_per_intent_works() -> None:
