@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ import click
 import numpy as np
 import torch
 
+from jobs.report import hardware
 from prune import Encoder, EncoderOptions
 from prune.cpu import cpu_model, native_bf16
 from prune.model import default_model_dir
@@ -305,13 +305,7 @@ def _report(
         )
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        machine = {
-            "cpu": cpu_model(),
-            "bf16_native": native_bf16(),
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        }
+        machine = {**hardware(), "torch": torch.__version__}
         out.write_text(
             json.dumps(
                 {
