@@ -6,7 +6,8 @@ Peers (sentence-transformers' own backends, exported offline from the packaged m
 - OpenVINO fp32 (precision hint f32), OpenVINO default (bf16 where the CPU has it), and OpenVINO
   static int8 with NNCF, calibrated on BANKING77 *train* texts shipped with this package (the
   default calibration set of sentence-transformers comes from the Hub).
-Ours: fp32, bf16, and the job's default (``--dtype auto --prune tuned``).
+Ours: fp32, bf16, the job's default (``--dtype auto --prune tuned``), and static int8
+(``--dtype int8``, torchao PT2E + Inductor), unpruned and with the tuned pruning.
 
 Every repeat runs every variant once on the BANKING77 test texts, in a rotated order; medians.
 Each variant's few-shot accuracy is measured with the ``jobs eval`` protocol (BANKING77, train
@@ -148,6 +149,8 @@ VARIANTS: dict[str, tuple[str, Builder]] = {  # name -> (peer or ours, builder)
     "ours fp32": ("ours", _ours("float32", tuned=False)),
     "ours bf16": ("ours", _ours("bfloat16", tuned=False)),
     "ours job default (dtype auto, prune tuned)": ("ours", _ours("auto", tuned=True)),
+    "ours int8": ("ours", _ours("int8", tuned=False)),
+    "ours int8, prune tuned": ("ours", _ours("int8", tuned=True)),
 }
 
 
@@ -219,6 +222,13 @@ def accuracy(
     show_default=True,
     help="Where the exported models are kept (reused on the next run).",
 )
+@click.option(
+    "--variant",
+    "only",
+    multiple=True,
+    type=click.Choice(list(VARIANTS)),
+    help="Run only these (repeatable; the first is the cosine reference). Default: all.",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON.")
 def main(
     data_dir: Path,
@@ -228,6 +238,7 @@ def main(
     calibration: int,
     threads: int,
     work_dir: Path,
+    only: tuple[str, ...],
     out: Path | None,
 ) -> None:
     try:
@@ -243,7 +254,7 @@ def main(
     calibration_texts = list(support.texts[:calibration])
     workers: list[Worker] = []
     try:
-        for name in VARIANTS:  # one at a time: a variant may export the model its successor reads
+        for name in only or VARIANTS:  # one at a time: a variant may export the model its successor reads
             click.echo(f"loading {name}", err=True)
             workers.append(Worker(name, default_model_dir(), work_dir, calibration_texts, threads))
         full = {w.name: w.embed(list(query.texts)) for w in workers}  # warm-up, and the eval's queries

@@ -9,8 +9,9 @@ from typing import Literal
 from prune.cpu import native_bf16
 from prune.errors import ConfigError
 
-Dtype = Literal["float32", "bfloat16"]
-DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+Dtype = Literal["float32", "bfloat16", "int8"]
+# int8: static int8 layers (prune.int8), compiled when the encoder loads; opt-in, never ``auto``
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "int8")
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)  # auto: bfloat16 where the CPU runs it natively (prune.cpu)
 
 

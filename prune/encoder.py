@@ -63,6 +63,13 @@ class Encoder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
         self.empty_tokens = len(self.tokenizer.encode("").ids)  # what an empty text becomes: [CLS] [SEP]
+        if self.options.dtype == "int8":
+            from prune.int8 import calibration_texts, quantise
+
+            ids, _ = self.tokenize(calibration_texts())
+            lengths = [len(x) for x in ids]
+            batches = token_batches(lengths, self.options.token_budget, self.options.max_batch_rows)
+            quantise(self.bert, (self._batch_tensors([ids[i] for i in b])[:2] for b in batches))
 
     def _set_prune(self, prune: PruneConfig | None) -> None:
         if prune is not None:

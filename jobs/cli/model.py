@@ -235,7 +235,7 @@ def _confirm_on_test(
     from prune.search.eval_run import render_markdown, run_eval
     from prune.search.evaluate import EvalSettings, Variant
 
-    short = "bf16" if dtype == "bfloat16" else "fp32"
+    short = {"bfloat16": "bf16", "float32": "fp32"}.get(dtype, dtype)
     spec = f"{short}:s={cfg['min_tokens']},q={cfg['quantile']},l={cfg['layer']},score={cfg['score']}"
     variants = [Variant.parse(short), Variant.parse(spec)]
     test = run_eval(data_dir, datasets, variants, EvalSettings(), "test", search["timing_repeats"], model=model)

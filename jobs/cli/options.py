@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 DTYPE_HELP = (
     "bfloat16 runs matmuls in bf16 (about 2x faster on CPUs with AMX or AVX512-BF16, several times "
-    "slower without); auto picks it only where the CPU has it natively, else float32."
+    "slower without); auto picks it only where the CPU has it natively, else float32. int8 runs "
+    "static int8 layers (calibrated and compiled when an encoder loads, about a minute; needs torchao)."
 )
 
 

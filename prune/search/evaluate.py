@@ -45,10 +45,10 @@ class Variant:
     @classmethod
     def parse(cls, text: str, tuned: Callable[[], PruneConfig] | None = None) -> Variant:
         dtype_name, _, prune_text = text.partition(":")
-        dtypes = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
+        dtypes = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "int8": "int8"}
         if dtype_name not in dtypes:
             raise ConfigError(
-                f"encoder variant {text!r}: expected DTYPE[:PRUNE] with DTYPE fp32 or bf16 and PRUNE "
+                f"encoder variant {text!r}: expected DTYPE[:PRUNE] with DTYPE fp32, bf16 or int8 and PRUNE "
                 f"'s=INT,q=FLOAT,l=INT[,score=NAME]', 'tuned' or 'none', e.g. 'bf16:s=15,q=0.8,l=1'"
             )
         prune: PruneConfig | None = None

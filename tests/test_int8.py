@@ -1,0 +1,65 @@
+"""dtype int8: static int8 layers (torchao PT2E, Inductor) against the real fp32 encoder."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import pytest
+
+from prune import Encoder, EncoderOptions
+from prune.errors import ConfigError
+from prune.int8 import calibration_texts
+from prune.search.data import DEFAULT_DATA_DIR, load_split
+from prune.tuned import tuned_default
+
+
+@pytest.fixture(scope="module")
+def int8() -> Encoder:
+    return Encoder(options=EncoderOptions(dtype="int8"))
+
+
+def test_int8_embeddings_stay_close_to_fp32(int8: Encoder, encoder: Encoder, banking_texts: list[str]) -> None:
+    texts = banking_texts[:600]
+    ref = encoder.encode(texts).embeddings  # [N, D] fp32
+    got = int8.encode(texts)
+    cos = (ref * got.embeddings).sum(1)  # [N]
+    # measured on the 3080 BANKING77 test texts: mean 0.9939, min 0.980 (docs/performance.md)
+    assert cos.mean() >= 0.99, cos.mean()
+    assert cos.min() >= 0.95, (cos.min(), texts[int(cos.argmin())])
+    assert np.allclose(np.linalg.norm(got.embeddings, axis=1), 1.0, atol=1e-4)
+
+
+def test_int8_prunes_between_its_layers(int8: Encoder, encoder: Encoder, banking_texts: list[str]) -> None:
+    texts = banking_texts[:600]
+    pruned = int8.with_prune(tuned_default()).encode(texts)
+    ref = encoder.with_prune(tuned_default()).encode(texts)
+    assert pruned.tokens_kept.sum() < pruned.tokens.sum()  # some rows are long enough to lose tokens
+    assert np.array_equal(pruned.tokens_kept, ref.tokens_kept)  # the same keep counts as fp32
+    cos = (ref.embeddings * pruned.embeddings).sum(1)  # [N], each row against its own fp32 pruned row
+    assert cos.mean() >= 0.99, cos.mean()
+
+
+def test_int8_is_calibrated_on_train_texts_only() -> None:
+    texts = calibration_texts()
+    train = set()
+    test = set()
+    for dataset in ("banking77", "clinc150"):
+        train |= set(load_split(DEFAULT_DATA_DIR, dataset, "train").texts)
+        test |= set(load_split(DEFAULT_DATA_DIR, dataset, "test").texts)
+    assert len(texts) >= 200
+    assert set(texts) <= train
+    assert not set(texts) & (test - train)  # no text that only the test split has
+
+
+def test_int8_without_torchao_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_torchao(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("torchao"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torchao)
+    with pytest.raises(ConfigError, match=r"pip install -c constraints\.txt torchao"):
+        Encoder(options=EncoderOptions(dtype="int8"))
