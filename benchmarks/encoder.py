@@ -27,6 +27,7 @@ from prune.config import DEFAULT_TOKEN_BUDGET
 from prune.cpu import cpu_model, native_bf16
 from prune.model import default_model_dir
 from prune.search.data import DEFAULT_DATA_DIR
+from prune.tuned import tuned_default
 
 DEFAULT_DATA = DEFAULT_DATA_DIR
 
@@ -62,15 +63,29 @@ def ours(model: str | None, prune: PruneConfig | None, dtype: str, budget: int, 
     )
 
 
+def _prune(spec: str) -> PruneConfig:
+    return tuned_default() if spec == "tuned" else PruneConfig.parse(spec)
+
+
 @click.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA)
 @click.option("--model", default=None, help="Model directory (default: packaged all-MiniLM-L6-v2).")
-@click.option("--prune", "prunes", multiple=True, help="A pruning config to measure (repeatable).")
+@click.option("--prune", "prunes", multiple=True, help="A pruning config or 'tuned' to measure (repeatable).")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use the first N texts.")
 @click.option("--texts", "texts_of", default="banking77/test", show_default=True, help="DATASET/SPLIT to encode.")
 @click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=os.cpu_count(), show_default=True)
+@click.option(
+    "--dtype",
+    "dtypes",
+    multiple=True,
+    type=click.Choice(["float32", "bfloat16", "int8"]),
+    default=("float32", "bfloat16"),
+    show_default=True,
+    help="Our dtypes to measure, each unpruned and with every --prune (repeatable); float32 is always "
+    "measured, as the cosine reference.",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON.")
 def main(
     data_dir: Path,
@@ -81,6 +96,7 @@ def main(
     texts_of: str,
     token_budget: int,
     threads: int,
+    dtypes: tuple[str, ...],
     out: Path | None,
 ) -> None:
     torch.set_num_threads(threads)
@@ -91,12 +107,13 @@ def main(
     st.encode(texts[:64], batch_size=32)
     variants = [
         Variant("sentence-transformers fp32 b32", lambda t: st.encode(t, batch_size=32, convert_to_numpy=True)),
-        ours(model, None, "float32", token_budget, texts),
-        ours(model, None, "bfloat16", token_budget, texts),
     ]
+    dtypes = ("float32", *(d for d in dtypes if d != "float32"))
+    variants += [ours(model, None, dtype, token_budget, texts) for dtype in dtypes]
+    unpruned = variants[1:]
     for spec in prunes:
-        for dtype in ("float32", "bfloat16"):
-            variants.append(ours(model, PruneConfig.parse(spec), dtype, token_budget, texts))
+        for dtype in dtypes:
+            variants.append(ours(model, _prune(spec), dtype, token_budget, texts))
 
     reference = variants[1].run(texts)
     times: dict[str, list[float]] = {v.name: [] for v in variants}
@@ -114,7 +131,7 @@ def main(
     rows = []
     for v in variants:
         med = statistics.median(times[v.name])
-        same_dtype_unpruned = next((w for w in variants[1:3] if w.dtype == v.dtype), variants[0])
+        same_dtype_unpruned = next((w for w in unpruned if w.dtype == v.dtype), variants[0])
         rows.append(
             {
                 "variant": v.name,

@@ -109,3 +109,16 @@ def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]
     for i, (layer, observed) in enumerate(zip(float_layers, prepared, strict=True)):
         graph = torch.compile(convert_pt2e(observed), dynamic=True)
         bert.layers[i] = QuantisedLayer(layer, graph)
+    _compile_now(bert)
+
+
+def _compile_now(bert: Bert) -> None:
+    """Compile while loading rather than in the first unit: a batch of one row (a size Inductor
+    specialises) and one of several. Later calls of any shape reuse these graphs."""
+    with torch.inference_mode():
+        for rows in (1, 2):
+            ids = torch.full((rows, 8), 100, dtype=torch.long)  # [B, T]
+            mask = torch.ones(rows, 8, dtype=torch.bool)  # [B, T]
+            h = bert.embeddings(ids)  # [B, T, D]
+            for layer in bert.layers:
+                h, _ = layer(h, mask)

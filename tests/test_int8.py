@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -63,3 +64,13 @@ def test_int8_without_torchao_says_how_to_install_it(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(builtins, "__import__", no_torchao)
     with pytest.raises(ConfigError, match=r"pip install -c constraints\.txt torchao"):
         Encoder(options=EncoderOptions(dtype="int8"))
+
+
+def test_int8_from_several_encode_streams_matches_one(int8: Encoder, banking_texts: list[str]) -> None:
+    # an actor runs one encode stream per CPU, as threads sharing one encoder
+    chunks = [banking_texts[i : i + 150] for i in range(0, 600, 150)]
+    alone = [int8.encode(c).embeddings for c in chunks]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda c: int8.encode(c).embeddings, chunks))
+    for a, b in zip(alone, together, strict=True):
+        assert np.allclose(a, b, atol=1e-5)
