@@ -9,6 +9,8 @@ per output channel, activations per tensor; layer norms, softmax and the pooling
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Iterable
 
 import torch
@@ -66,6 +68,12 @@ class QuantisedLayer(nn.Module):
 
 
 def _imports():  # type: ignore[no-untyped-def]
+    # On import, torchao logs that its CUDA-only libraries do not load on this CPU build, and torch
+    # logs a deprecation for enums torchao registers: neither is the user's concern
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
     try:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
@@ -76,6 +84,9 @@ def _imports():  # type: ignore[no-untyped-def]
         raise ConfigError(
             f"dtype int8 needs torchao ({exc}); install it with: pip install -c constraints.txt torchao"
         ) from exc
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
     quantizer = X86InductorQuantizer()
     quantizer.set_global(get_default_x86_inductor_quantization_config())
     return prepare_pt2e, convert_pt2e, quantizer
@@ -115,7 +126,9 @@ def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]
 def _compile_now(bert: Bert) -> None:
     """Compile while loading rather than in the first unit: a batch of one row (a size Inductor
     specialises) and one of several. Later calls of any shape reuse these graphs."""
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        # Inductor's own int8 lowering copies a tensor in a way torch warns about
+        warnings.filterwarnings("ignore", message="To copy construct from a tensor")
         for rows in (1, 2):
             ids = torch.full((rows, 8), 100, dtype=torch.long)  # [B, T]
             mask = torch.ones(rows, 8, dtype=torch.bool)  # [B, T]

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import builtins
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from prune import Encoder, EncoderOptions
 from prune.errors import ConfigError
+from prune.head import linear_head
 from prune.int8 import calibration_texts
 from prune.search.data import DEFAULT_DATA_DIR, load_split
 from prune.tuned import tuned_default
+from workers.connection import connect
+from workers.job_spec import Columns, JobAddress, JobSpec
+from workers.tenant_store import CentroidStore
+from workers.unit import Unit
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +29,7 @@ def int8() -> Encoder:
 
 
 def test_int8_embeddings_stay_close_to_fp32(int8: Encoder, encoder: Encoder, banking_texts: list[str]) -> None:
-    texts = banking_texts[:600]
+    texts = banking_texts[:300]
     ref = encoder.encode(texts).embeddings  # [N, D] fp32
     got = int8.encode(texts)
     cos = (ref * got.embeddings).sum(1)  # [N]
@@ -32,7 +40,7 @@ def test_int8_embeddings_stay_close_to_fp32(int8: Encoder, encoder: Encoder, ban
 
 
 def test_int8_prunes_between_its_layers(int8: Encoder, encoder: Encoder, banking_texts: list[str]) -> None:
-    texts = banking_texts[:600]
+    texts = banking_texts[:300]
     pruned = int8.with_prune(tuned_default()).encode(texts)
     ref = encoder.with_prune(tuned_default()).encode(texts)
     assert pruned.tokens_kept.sum() < pruned.tokens.sum()  # some rows are long enough to lose tokens
@@ -68,9 +76,40 @@ def test_int8_without_torchao_says_how_to_install_it(monkeypatch: pytest.MonkeyP
 
 def test_int8_from_several_encode_streams_matches_one(int8: Encoder, banking_texts: list[str]) -> None:
     # an actor runs one encode stream per CPU, as threads sharing one encoder
-    chunks = [banking_texts[i : i + 150] for i in range(0, 600, 150)]
+    chunks = [banking_texts[i : i + 50] for i in range(0, 200, 50)]
     alone = [int8.encode(c).embeddings for c in chunks]
     with ThreadPoolExecutor(2) as pool:
         together = list(pool.map(lambda c: int8.encode(c).embeddings, chunks))
     for a, b in zip(alone, together, strict=True):
         assert np.allclose(a, b, atol=1e-5)
+
+
+def test_a_job_worker_on_int8_labels_like_fp32(
+    int8: Encoder, encoder: Encoder, tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    """The product's pairing: a head built as `tenants add` builds it (not int8), used by a job
+    worker that encodes with int8 (real Redis, real model, no Ray)."""
+    from workers.actor import ClassifierWorker
+
+    train = load_split(DEFAULT_DATA_DIR, "banking77", "train")
+    test = load_split(DEFAULT_DATA_DIR, "banking77", "test")
+    intents = sorted(set(train.labels))[:10]
+    support = [i for label in intents for i in [j for j, x in enumerate(train.labels) if x == label][:5]]
+    head = linear_head(encoder.encode([train.texts[i] for i in support]).embeddings, [train.labels[i] for i in support])
+    store = CentroidStore(connect(redis_url), prefix)
+    store.put("acme", head, encoder.fingerprint, None, {label: 5 for label in intents})
+    store.pin("j1")
+    texts = [t for t, label in zip(test.texts, test.labels, strict=True) if label in intents][:200]
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"tenant": ["acme"] * len(texts), "text": texts}), src)
+    labels = {}
+    for name, enc in (("fp32", encoder), ("int8", int8)):
+        out = tmp_path / name
+        out.mkdir()
+        spec = JobSpec(input=str(src), output=str(out), columns=Columns("text", "tenant"), dtype=enc.options.dtype)
+        worker = ClassifierWorker(spec, JobAddress(redis_url=redis_url, prefix=prefix, job_id="j1"), 1, "a0", enc)
+        stats = worker.process(Unit("u1", str(src), (0,), start=0, rows=len(texts), offset=0).to_dict())
+        assert stats.rows == len(texts) and stats.statuses == {"ok": len(texts)}
+        labels[name] = pq.read_table(out / "part-u1.parquet").column("intent").to_pylist()
+    agree = np.mean([a == b for a, b in zip(labels["fp32"], labels["int8"], strict=True)])
+    assert agree >= 0.95, agree
