@@ -27,11 +27,11 @@ CALIBRATION_PER_DATASET = 150
 def calibration_texts() -> list[str]:
     """Train texts bundled with this package, spread over each set (BANKING77 and CLINC150,
     out-of-scope rows included): short and long utterances of two domains. Never test rows."""
-    from prune.search.data import DEFAULT_DATA_DIR, load_split
+    from prune.datasets import texts as shipped
 
     texts: list[str] = []
     for dataset in ("banking77", "clinc150"):
-        train = load_split(DEFAULT_DATA_DIR, dataset, "train").texts
+        train = shipped(dataset, "train")
         texts += train[:: max(1, len(train) // CALIBRATION_PER_DATASET)][:CALIBRATION_PER_DATASET]
     return texts
 
@@ -64,6 +64,8 @@ class QuantisedLayer(nn.Module):
         # Inductor compiles on the first call of a shape class; freezing (set here, not through
         # torch.compile's options, which do not reach it) lets it pre-pack the int8 weights.
         with torch._inductor.config.patch(freezing=True):
+            if h.shape[0] == 1:  # a size Inductor would compile again for: run it as two rows
+                return self.graph(h.repeat(2, 1, 1), mask.repeat(2, 1))[:1], None  # [1, T, D]
             return self.graph(h, mask), None  # [B, T, D]
 
 
@@ -124,14 +126,13 @@ def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]
 
 
 def _compile_now(bert: Bert) -> None:
-    """Compile while loading rather than in the first unit: a batch of one row (a size Inductor
-    specialises) and one of several. Later calls of any shape reuse these graphs."""
+    """Compile while loading rather than in the first unit. Later calls of any shape reuse
+    these graphs (a single row runs as two, see ``QuantisedLayer``)."""
     with torch.inference_mode(), warnings.catch_warnings():
         # Inductor's own int8 lowering copies a tensor in a way torch warns about
         warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-        for rows in (1, 2):
-            ids = torch.full((rows, 8), 100, dtype=torch.long)  # [B, T]
-            mask = torch.ones(rows, 8, dtype=torch.bool)  # [B, T]
-            h = bert.embeddings(ids)  # [B, T, D]
-            for layer in bert.layers:
-                h, _ = layer(h, mask)
+        ids = torch.full((2, 8), 100, dtype=torch.long)  # [B, T]
+        mask = torch.ones(2, 8, dtype=torch.bool)  # [B, T]
+        h = bert.embeddings(ids)  # [B, T, D]
+        for layer in bert.layers:
+            h, _ = layer(h, mask)

@@ -43,7 +43,7 @@ def test_an_explicit_dtype_is_kept(bf16: bool) -> None:
 
 
 def test_unknown_dtype_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"dtype must be one of \('auto', 'float32', 'bfloat16'\), got 'fp16'"):
+    with pytest.raises(ValueError, match=r"dtype must be one of \('auto', 'float32', 'bfloat16', 'int8'\), got 'fp16'"):
         resolve_dtype("fp16")
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from prune import Encoder, EncoderOptions
 from prune.errors import ConfigError
@@ -107,9 +108,26 @@ def test_a_job_worker_on_int8_labels_like_fp32(
         out = tmp_path / name
         out.mkdir()
         spec = JobSpec(input=str(src), output=str(out), columns=Columns("text", "tenant"), dtype=enc.options.dtype)
+        threads = torch.get_num_threads()
         worker = ClassifierWorker(spec, JobAddress(redis_url=redis_url, prefix=prefix, job_id="j1"), 1, "a0", enc)
+        # the worker sets one thread per stream, as an actor does before it loads its encoder; the
+        # compiled int8 graphs were made for this process's count, and another count recompiles
+        torch.set_num_threads(threads)
         stats = worker.process(Unit("u1", str(src), (0,), start=0, rows=len(texts), offset=0).to_dict())
         assert stats.rows == len(texts) and stats.statuses == {"ok": len(texts)}
         labels[name] = pq.read_table(out / "part-u1.parquet").column("intent").to_pylist()
     agree = np.mean([a == b for a, b in zip(labels["fp32"], labels["int8"], strict=True)])
     assert agree >= 0.95, agree
+
+
+def test_int8_single_row_and_new_shapes_need_no_recompile(int8: Encoder, encoder: Encoder) -> None:
+    import torch._dynamo.utils as dynamo_utils
+
+    before = dynamo_utils.counters["stats"]["unique_graphs"]
+    assert before >= 6  # the counter sees the layers compiled when the encoder loaded
+    texts = ["block my card", "what is the exchange rate for sending money to france today please"]
+    for batch in ([texts[0]], [texts[1]], texts * 7):  # 1 row, 1 longer row, 14 rows
+        got = int8.encode(batch).embeddings
+        cos = (encoder.encode(batch).embeddings * got).sum(1)  # [N]
+        assert cos.min() >= 0.95, cos
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == before  # nothing compiled again

@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from prune.datasets import DATASETS_DIR
 from prune.errors import DataError
 
 OOS_LABEL = "oos"
 # BANKING77 (CC BY 4.0) and CLINC150 (CC BY 3.0), shipped with the package; each folder has its SOURCE.md
-DEFAULT_DATA_DIR = Path(__file__).resolve().with_name("datasets")
+DEFAULT_DATA_DIR = DATASETS_DIR
 
 
 @dataclass(frozen=True)
