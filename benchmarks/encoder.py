@@ -22,12 +22,12 @@ import click
 import numpy as np
 import torch
 
+from jobs.cli.options import prune_option
 from prune import Encoder, EncoderOptions, PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
 from prune.cpu import cpu_model, native_bf16
 from prune.model import default_model_dir
 from prune.search.data import DEFAULT_DATA_DIR
-from prune.tuned import tuned_default
 
 DEFAULT_DATA = DEFAULT_DATA_DIR
 
@@ -61,10 +61,6 @@ def ours(model: str | None, prune: PruneConfig | None, dtype: str, budget: int, 
         str(prune) if prune else None,
         dtype,
     )
-
-
-def _prune(spec: str) -> PruneConfig:
-    return tuned_default() if spec == "tuned" else PruneConfig.parse(spec)
 
 
 @click.command()
@@ -113,7 +109,7 @@ def main(
     unpruned = variants[1:]
     for spec in prunes:
         for dtype in dtypes:
-            variants.append(ours(model, _prune(spec), dtype, token_budget, texts))
+            variants.append(ours(model, prune_option(None, None, spec), dtype, token_budget, texts))
 
     reference = variants[1].run(texts)
     times: dict[str, list[float]] = {v.name: [] for v in variants}

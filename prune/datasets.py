@@ -1,16 +1,27 @@
-"""Where the datasets shipped with this package live: BANKING77 (CC BY 4.0) and CLINC150
-(CC BY 3.0), each folder with its SOURCE.md. A leaf, so the encoder can read train texts (int8
-calibration) without importing the research side (``prune.search``)."""
+"""Where the datasets shipped with this package live, and how a split is read: BANKING77
+(CC BY 4.0) and CLINC150 (CC BY 3.0), each folder with its SOURCE.md. A leaf, so the encoder can
+read train texts (int8 calibration) without importing the research side (``prune.search``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from prune.errors import DataError
+
 DATASETS_DIR = Path(__file__).resolve().parent / "search" / "datasets"
 
 
-def texts(dataset: str, split: str) -> list[str]:
-    """The texts of a shipped split, in file order."""
-    with (DATASETS_DIR / dataset / f"{split}.jsonl").open() as f:
-        return [json.loads(line)["text"] for line in f if line.strip()]
+def read_split(path: Path) -> tuple[list[str], list[str]]:
+    """Texts and labels of a JSONL split ({"text": str, "label": str} per line), in file order."""
+    texts, labels = [], []
+    with path.open() as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row.get("text"), str) or not isinstance(row.get("label"), str):
+                raise DataError(f'{path}:{n}: expected {{"text": str, "label": str}}, got {line[:80]!r}')
+            texts.append(row["text"])
+            labels.append(row["label"])
+    return texts, labels

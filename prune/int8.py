@@ -27,11 +27,11 @@ CALIBRATION_PER_DATASET = 150
 def calibration_texts() -> list[str]:
     """Train texts bundled with this package, spread over each set (BANKING77 and CLINC150,
     out-of-scope rows included): short and long utterances of two domains. Never test rows."""
-    from prune.datasets import texts as shipped
+    from prune.datasets import DATASETS_DIR, read_split
 
     texts: list[str] = []
     for dataset in ("banking77", "clinc150"):
-        train = shipped(dataset, "train")
+        train, _ = read_split(DATASETS_DIR / dataset / "train.jsonl")
         texts += train[:: max(1, len(train) // CALIBRATION_PER_DATASET)][:CALIBRATION_PER_DATASET]
     return texts
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from prune.datasets import DATASETS_DIR
+from prune.datasets import DATASETS_DIR, read_split
 from prune.errors import DataError
 
 OOS_LABEL = "oos"
@@ -37,17 +36,7 @@ def load_split(data_dir: str | Path, dataset: str, split: str) -> Split:
             f"{path} not found: expected {dataset}/{split}.jsonl under the data folder "
             f"(--data-dir, default {DEFAULT_DATA_DIR})"
         )
-    texts, labels = [], []
-    with path.open() as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row.get("text"), str) or not isinstance(row.get("label"), str):
-                raise DataError(f'{path}:{n}: expected {{"text": str, "label": str}}, got {line[:80]!r}')
-            texts.append(row["text"])
-            labels.append(row["label"])
-    return Split(texts, labels)
+    return Split(*read_split(path))
 
 
 def has_split(data_dir: str | Path, dataset: str, split: str) -> bool:
