@@ -251,7 +251,7 @@ def test_three_node_cluster_remove_a_node(tmp_path: Path, redis_url: str, tenant
     from jobs.run import run_job
     from workers.job_spec import Columns, JobSpec
 
-    ids = write_logs(tmp_path / "in", files=3, rows_per_file=4000, row_group=200)
+    ids = write_logs(tmp_path / "in", files=3, rows_per_file=1400, row_group=200)
     out = tmp_path / "out"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
