@@ -1,0 +1,162 @@
+"""Dropping the pruned tokens (what the encoder does) against merging them into the kept ones,
+in few-shot accuracy on train/valid tasks only (BANKING77 train halves, CLINC150 train -> valid;
+never test). Issue 20 asked whether keeping the dropped tokens' information lets a config prune
+harder at the same accuracy.
+
+At the pruning layer, every real token is assigned to its most similar kept token (cosine of
+the layer's outputs; a kept token to itself). Modes:
+
+- ``drop``: the shipped forward (the kept tokens, a plain mean at the end).
+- ``merge``: each kept token becomes the mean of the tokens assigned to it, and the final mean
+  is weighted by how many tokens each stands for (ToMe-style size-weighted pooling).
+- ``merge+prop``: as ``merge``, plus proportional attention in the later layers (log size added
+  to the attention logits of each key), as in ToMe.
+
+The linear head (C=30) is fitted on k examples per intent, mean over seeds.
+
+    .venv/bin/python benchmarks/token_merging.py --config s=8,q=0.5,l=1,score=norm \\
+        --config s=4,q=0.5,l=1,score=norm --out benchmarks/results/token_merging.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from prune import Encoder, EncoderOptions
+from prune.batching import token_batches
+from prune.config import PruneConfig
+from prune.cpu import cpu_model
+from prune.head import linear_head
+from prune.importance import LayerTrace
+from prune.pruning import gather, keep_counts, select
+from prune.search.data import DEFAULT_DATA_DIR
+from prune.search.sampling import k_shot
+from prune.search.tune import TaskSet, search_tasks
+
+MODES = ("drop", "merge", "merge+prop")
+
+
+def assign(h: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """h [B, T, D] layer output, mask [B, T], index [B, T'] kept positions -> [B, T]: the slot
+    (0..T'-1) of the kept token each token is merged into (a kept token's own slot)."""
+    narrow, nmask = gather(h, index, keep)  # [B, T', D], [B, T']
+    sim = F.normalize(h, dim=-1) @ F.normalize(narrow, dim=-1).transpose(1, 2)  # [B, T, T']
+    target = sim.masked_fill(~nmask[:, None, :], -2.0).argmax(-1)  # [B, T]
+    own = torch.full(mask.shape, -1, dtype=torch.long)  # [B, T] slot of each kept position
+    own.scatter_(1, index, torch.arange(index.shape[1]).expand_as(index).clone())
+    kept = torch.zeros_like(mask).scatter_(1, index, nmask)  # [B, T] bool
+    return torch.where(kept, own, target)
+
+
+def forward(encoder: Encoder, rows: list[list[int]], mode: str) -> tuple[np.ndarray, int]:
+    """Embeddings [B, D] of one batch, and the tokens kept after the pruning layer."""
+    ids, mask, lengths = encoder._batch_tensors(rows)  # [B, T], [B, T], [B]
+    h = encoder.bert.embeddings(ids)  # [B, T, D]
+    prune, score = encoder.prune, encoder._score
+    assert prune is not None and score is not None
+    keep = keep_counts(lengths, prune)  # [B]
+    size = mask.float()  # [B, T] tokens each position stands for
+    keys: torch.Tensor = mask  # bool, or a float bias on the attention logits
+    for depth, layer in enumerate(encoder.bert.layers, start=1):
+        at = depth == prune.layer
+        h, probs = layer(h, keys, need_probs=at and score.needs_attention)
+        if not at:
+            continue
+        index = select(score(LayerTrace(h, mask, probs)), mask, keep)  # [B, T']
+        if mode == "drop":
+            h, mask = gather(h, index, keep)
+            size, keys = mask.float(), mask
+            continue
+        hf = h.float()
+        target = assign(hf, mask, index, keep)  # [B, T]
+        w = mask.float()  # [B, T]
+        total = torch.zeros(hf.shape[0], index.shape[1], hf.shape[2])  # [B, T', D]
+        total.scatter_add_(1, target[:, :, None].expand(-1, -1, hf.shape[2]), hf * w[:, :, None])
+        mask = gather(hf, index, keep)[1]  # [B, T']
+        size = torch.zeros(mask.shape).scatter_add_(1, target, w) * mask  # [B, T']
+        h = (total / size.clamp(min=1)[:, :, None]).to(h.dtype)
+        keys = mask
+        if mode == "merge+prop":
+            keys = torch.where(mask, size.clamp(min=1).log(), torch.tensor(float("-inf")))  # [B, T']
+    weight = size if mode != "drop" else mask.float()  # [B, T']
+    pooled = (h.float() * weight[:, :, None]).sum(1) / weight.sum(1, keepdim=True)  # [B, D]
+    return F.normalize(pooled, dim=1).numpy(), int(mask.sum())
+
+
+def encode(encoder: Encoder, texts: list[str], mode: str) -> tuple[np.ndarray, float]:
+    """[N, D] embeddings in input order, and the share of tokens kept."""
+    ids, _ = encoder.tokenize(texts)
+    tokens = [len(x) for x in ids]
+    out = np.zeros((len(ids), encoder.dim), np.float32)
+    kept = 0
+    with torch.inference_mode(), encoder._autocast():
+        for batch in token_batches(tokens, encoder.options.token_budget, encoder.options.max_batch_rows):
+            out[batch], k = forward(encoder, [ids[i] for i in batch], mode)
+            kept += k
+    return out, kept / sum(tokens)
+
+
+def accuracy(support: np.ndarray, labels: list[str], query: np.ndarray, truth: np.ndarray, k: int, seeds: int) -> float:
+    """support [S, D] (rows of the pool in order), query [Q, D] -> mean accuracy in %."""
+    accs = []
+    for seed in range(seeds):
+        idx = k_shot(labels, k, seed)
+        head = linear_head(support[idx], [labels[i] for i in idx])
+        pred = np.array(head.labels)[head.classify(query).label_index]
+        accs.append(float((pred == truth).mean()))
+    return 100 * statistics.fmean(accs)
+
+
+def scores(
+    encoder: Encoder, mode: str | None, task: TaskSet, ks: tuple[int, ...], seeds: int
+) -> tuple[dict[int, float], float]:
+    """Accuracy per k on the task's queries, and the share of tokens kept; mode None: the
+    shipped encoder's own path."""
+    labels, truth = task.support.labels, np.array(task.query.labels)
+    used = sorted({i for k in ks for s in range(seeds) for i in k_shot(labels, k, s)})
+    texts = [task.support.texts[i] for i in used]
+    pool = np.zeros((len(labels), encoder.dim), np.float32)  # [S, D]; only the sampled rows are filled
+    if mode is None:
+        pool[used], query, kept = encoder.encode(texts).embeddings, encoder.encode(task.query.texts).embeddings, 1.0
+    else:
+        pool[used] = encode(encoder, texts, mode)[0]
+        query, kept = encode(encoder, task.query.texts, mode)
+    return {k: accuracy(pool, labels, query, truth, k, seeds) for k in ks}, kept
+
+
+@click.command()
+@click.option("--config", "configs", multiple=True, required=True, help="A pruning config, e.g. s=8,q=0.5,l=1.")
+@click.option("--shots", default="5,10", show_default=True)
+@click.option("--seeds", type=int, default=3, show_default=True)
+@click.option("--dtype", default="auto", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def main(configs: tuple[str, ...], shots: str, seeds: int, dtype: str, out: Path | None) -> None:
+    ks = tuple(int(k) for k in shots.split(","))
+    base = Encoder(options=EncoderOptions(dtype=dtype))
+    results: list[dict[str, object]] = []
+    for task in search_tasks(DEFAULT_DATA_DIR, ("banking77", "clinc150"), query_per_intent=30):
+        unpruned = scores(base, None, task, ks, seeds)[0]
+        print(f"{task.dataset} unpruned " + ", ".join(f"{k}-shot {v:.2f}" for k, v in unpruned.items()), flush=True)
+        for config in configs:
+            encoder = base.with_prune(PruneConfig.parse(config))
+            for mode in MODES:
+                acc, kept = scores(encoder, mode, task, ks, seeds)
+                change = {k: round(acc[k] - unpruned[k], 2) for k in ks}
+                print(f"{task.dataset} {config} {mode}: tokens kept {kept:.3f}, accuracy change {change}", flush=True)
+                row = {"dataset": task.dataset, "config": config, "mode": mode, "tokens_kept": kept}
+                results.append({**row, "accuracy": acc, "unpruned": unpruned})
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        record = {"cpu": cpu_model(), "dtype": base.options.dtype, "seeds": seeds, "results": results}
+        out.write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
