@@ -1,6 +1,7 @@
 """Features for the linear head from more than the last layer: a lead for issue 19's 5-shot
 targets, measured on train/valid tasks only (BANKING77 train halves, CLINC150 train -> valid;
-never test). Unpruned encoder; the linear head (C=30) on k examples per intent, mean over seeds.
+never test). Unpruned encoder; the linear head (C=30) on k examples per intent, scored as `jobs eval` scores
+it, mean over seeds.
 
 - ``final``: the shipped sentence embedding (mean of layer 6, L2-normalised).
 - ``layers 6+5``: that, concatenated with the same pooling of layer 5 (each normalised).
@@ -21,13 +22,12 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
-from token_merging import accuracy  # a sibling script: the linear head's k-shot accuracy
 
 from prune import Encoder, EncoderOptions
 from prune.batching import token_batches
 from prune.cpu import cpu_model
 from prune.search.data import DEFAULT_DATA_DIR
-from prune.search.sampling import k_shot
+from prune.search.evaluate import Encoded, EvalSettings, needed_support, score_runs, summarise
 from prune.search.tune import search_tasks
 
 FEATURES = ("final", "layers 6+5", "layers 6+5+4", "mean of 6 and 5")
@@ -59,17 +59,16 @@ def features(encoder: Encoder, texts: Sequence[str]) -> dict[str, np.ndarray]:
 def main(shots: str, seeds: int, dtype: str, out: Path | None) -> None:
     ks = tuple(int(k) for k in shots.split(","))
     encoder = Encoder(options=EncoderOptions(dtype=dtype))
+    settings = EvalSettings(ks, seeds, ("linear",))
     results: dict[str, dict[str, float]] = {name: {} for name in FEATURES}
     for task in search_tasks(DEFAULT_DATA_DIR, ("banking77", "clinc150"), query_per_intent=30):
-        labels, truth = task.support.labels, np.array(task.query.labels)
-        used = sorted({i for k in ks for s in range(seeds) for i in k_shot(labels, k, s)})
+        used = needed_support(task.support, settings)
         sampled = features(encoder, [task.support.texts[i] for i in used])
         query = features(encoder, task.query.texts)
         for name in FEATURES:
-            pool = np.zeros((len(labels), sampled[name].shape[1]), np.float32)  # only the sampled rows are filled
-            pool[used] = sampled[name]
-            for k in ks:
-                results[name][f"{task.dataset}/{k}-shot"] = accuracy(pool, labels, query[name], truth, k, seeds)
+            enc = Encoded(dict(zip(used, sampled[name], strict=True)), query[name], 0.0, 0, 0)
+            for r in summarise(score_runs(task.support, task.query, enc, settings)):  # as `jobs eval` scores
+                results[name][f"{task.dataset}/{r['k']}-shot"] = 100 * float(r["accuracy"])  # type: ignore[arg-type]
         mine = {n: {c: round(v, 2) for c, v in r.items() if c.startswith(task.dataset)} for n, r in results.items()}
         print(task.dataset, mine, flush=True)
     cells = list(results["final"])

@@ -12,7 +12,8 @@ the layer's outputs; a kept token to itself). Modes:
 - ``merge+prop``: as ``merge``, plus proportional attention in the later layers (log size added
   to the attention logits of each key), as in ToMe.
 
-The linear head (C=30) is fitted on k examples per intent, mean over seeds.
+The linear head (C=30) is fitted on k examples per intent and scored as `jobs eval` scores it
+(``prune.search.evaluate.score_runs``), mean over seeds.
 
     .venv/bin/python benchmarks/token_merging.py --config s=8,q=0.5,l=1,score=norm \\
         --config s=4,q=0.5,l=1,score=norm --out benchmarks/results/token_merging.json
@@ -21,7 +22,6 @@ The linear head (C=30) is fitted on k examples per intent, mean over seeds.
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import click
@@ -33,20 +33,21 @@ from prune import Encoder, EncoderOptions
 from prune.batching import token_batches
 from prune.config import PruneConfig
 from prune.cpu import cpu_model
-from prune.head import linear_head
 from prune.importance import LayerTrace
 from prune.pruning import gather, keep_counts, select
 from prune.search.data import DEFAULT_DATA_DIR
-from prune.search.sampling import k_shot
+from prune.search.evaluate import Encoded, EvalSettings, needed_support, score_runs, summarise
 from prune.search.tune import TaskSet, search_tasks
 
 MODES = ("drop", "merge", "merge+prop")
 
 
-def assign(h: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """h [B, T, D] layer output, mask [B, T], index [B, T'] kept positions -> [B, T]: the slot
-    (0..T'-1) of the kept token each token is merged into (a kept token's own slot)."""
-    narrow, nmask = gather(h, index, keep)  # [B, T', D], [B, T']
+def assign(
+    h: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, narrow: torch.Tensor, nmask: torch.Tensor
+) -> torch.Tensor:
+    """h [B, T, D] layer output, mask [B, T], index [B, T'] kept positions, and what ``gather``
+    made of them (narrow [B, T', D], nmask [B, T']) -> [B, T]: the slot (0..T'-1) of the kept
+    token each token is merged into (a kept token's own slot)."""
     sim = F.normalize(h, dim=-1) @ F.normalize(narrow, dim=-1).transpose(1, 2)  # [B, T, T']
     target = sim.masked_fill(~nmask[:, None, :], -2.0).argmax(-1)  # [B, T]
     own = torch.full(mask.shape, -1, dtype=torch.long)  # [B, T] slot of each kept position
@@ -75,11 +76,12 @@ def forward(encoder: Encoder, rows: list[list[int]], mode: str) -> tuple[np.ndar
             size, keys = mask.float(), mask
             continue
         hf = h.float()
-        target = assign(hf, mask, index, keep)  # [B, T]
+        narrow, nmask = gather(hf, index, keep)  # [B, T', D], [B, T']
+        target = assign(hf, mask, index, narrow, nmask)  # [B, T]
         w = mask.float()  # [B, T]
-        total = torch.zeros(hf.shape[0], index.shape[1], hf.shape[2])  # [B, T', D]
+        total = torch.zeros_like(narrow)  # [B, T', D]
         total.scatter_add_(1, target[:, :, None].expand(-1, -1, hf.shape[2]), hf * w[:, :, None])
-        mask = gather(hf, index, keep)[1]  # [B, T']
+        mask = nmask
         size = torch.zeros(mask.shape).scatter_add_(1, target, w) * mask  # [B, T']
         h = (total / size.clamp(min=1)[:, :, None]).to(h.dtype)
         keys = mask
@@ -103,32 +105,19 @@ def encode(encoder: Encoder, texts: list[str], mode: str) -> tuple[np.ndarray, f
     return out, kept / sum(tokens)
 
 
-def accuracy(support: np.ndarray, labels: list[str], query: np.ndarray, truth: np.ndarray, k: int, seeds: int) -> float:
-    """support [S, D] (rows of the pool in order), query [Q, D] -> mean accuracy in %."""
-    accs = []
-    for seed in range(seeds):
-        idx = k_shot(labels, k, seed)
-        head = linear_head(support[idx], [labels[i] for i in idx])
-        pred = np.array(head.labels)[head.classify(query).label_index]
-        accs.append(float((pred == truth).mean()))
-    return 100 * statistics.fmean(accs)
-
-
-def scores(
-    encoder: Encoder, mode: str | None, task: TaskSet, ks: tuple[int, ...], seeds: int
-) -> tuple[dict[int, float], float]:
-    """Accuracy per k on the task's queries, and the share of tokens kept; mode None: the
-    shipped encoder's own path."""
-    labels, truth = task.support.labels, np.array(task.query.labels)
-    used = sorted({i for k in ks for s in range(seeds) for i in k_shot(labels, k, s)})
+def scores(encoder: Encoder, mode: str | None, task: TaskSet, settings: EvalSettings) -> tuple[dict[int, float], float]:
+    """Accuracy per k (in %, mean over seeds, as `jobs eval` scores it) on the task's queries,
+    and the share of tokens kept; mode None: the shipped encoder's own path."""
+    used = needed_support(task.support, settings)
     texts = [task.support.texts[i] for i in used]
-    pool = np.zeros((len(labels), encoder.dim), np.float32)  # [S, D]; only the sampled rows are filled
     if mode is None:
-        pool[used], query, kept = encoder.encode(texts).embeddings, encoder.encode(task.query.texts).embeddings, 1.0
+        support, query, kept = encoder.encode(texts).embeddings, encoder.encode(task.query.texts).embeddings, 1.0
     else:
-        pool[used] = encode(encoder, texts, mode)[0]
+        support = encode(encoder, texts, mode)[0]
         query, kept = encode(encoder, task.query.texts, mode)
-    return {k: accuracy(pool, labels, query, truth, k, seeds) for k in ks}, kept
+    enc = Encoded(dict(zip(used, support, strict=True)), query, 0.0, 0, 0)
+    rows = summarise(score_runs(task.support, task.query, enc, settings))
+    return {int(r["k"]): 100 * float(r["accuracy"]) for r in rows}, kept  # type: ignore[arg-type]
 
 
 @click.command()
@@ -139,15 +128,16 @@ def scores(
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(configs: tuple[str, ...], shots: str, seeds: int, dtype: str, out: Path | None) -> None:
     ks = tuple(int(k) for k in shots.split(","))
+    settings = EvalSettings(ks, seeds, ("linear",))
     base = Encoder(options=EncoderOptions(dtype=dtype))
     results: list[dict[str, object]] = []
     for task in search_tasks(DEFAULT_DATA_DIR, ("banking77", "clinc150"), query_per_intent=30):
-        unpruned = scores(base, None, task, ks, seeds)[0]
+        unpruned = scores(base, None, task, settings)[0]
         print(f"{task.dataset} unpruned " + ", ".join(f"{k}-shot {v:.2f}" for k, v in unpruned.items()), flush=True)
         for config in configs:
             encoder = base.with_prune(PruneConfig.parse(config))
             for mode in MODES:
-                acc, kept = scores(encoder, mode, task, ks, seeds)
+                acc, kept = scores(encoder, mode, task, settings)
                 change = {k: round(acc[k] - unpruned[k], 2) for k in ks}
                 print(f"{task.dataset} {config} {mode}: tokens kept {kept:.3f}, accuracy change {change}", flush=True)
                 row = {"dataset": task.dataset, "config": config, "mode": mode, "tokens_kept": kept}
