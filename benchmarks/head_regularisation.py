@@ -34,7 +34,8 @@ from prune import Encoder, EncoderOptions
 from prune.config import PruneConfig
 from prune.cpu import cpu_model
 from prune.head import STORED_KINDS, centroid_head, fit_head, linear_head
-from prune.head_choice import FALLBACK_KIND, cross_validate, folds_for
+from prune.head_choice import FALLBACK_KIND, cross_validate, fit_choice, folds_for
+from prune.intent_names import IntentNames, encode_names
 from prune.search.data import DEFAULT_DATA_DIR
 from prune.search.evaluate import EvalSettings, encode_for_eval
 from prune.search.sampling import k_shot
@@ -48,6 +49,7 @@ class Support:
     x: np.ndarray  # [n, d] the k-shot examples
     y: list[str]
     views: tuple[np.ndarray, ...] = ()  # each [n, d]: the same examples, encoded by a pruned encoder
+    names: dict[str, IntentNames] | None = None  # --names: the true intent names and the controls
 
 
 Predict = Callable[[Support, np.ndarray], list[str]]  # support, queries [m, d] -> labels
@@ -131,7 +133,24 @@ def _with_views(s: Support, q: np.ndarray) -> list[str]:
     return _shipped(lambda x, y: linear_head(x, y))(Support(x, s.y * (1 + len(s.views))), q)
 
 
-def heads(c_grid: tuple[float, ...], alternatives: bool) -> dict[str, Predict]:
+def _with_names(kind: str, which: str) -> Predict:
+    def predict(s: Support, q: np.ndarray) -> list[str]:
+        assert s.names is not None
+        return _shipped(lambda x, y: fit_choice(kind, x, y, names=s.names[which]).head)(s, q)
+
+    return predict
+
+
+def name_sets(encoder: Encoder, labels: list[str]) -> dict[str, IntentNames]:
+    """The true names, and two controls: opaque names (``intent 1``...) and the true names
+    assigned to the wrong intents (a fixed derangement)."""
+    true = encode_names(encoder, labels)
+    opaque = encoder.encode([f"intent {i + 1}" for i in range(len(true.labels))]).embeddings
+    shifted = np.roll(true.embeddings, 1, axis=0)  # [C, D] each intent gets its neighbour's name
+    return {"true": true, "opaque": IntentNames(true.labels, opaque), "shuffled": IntentNames(true.labels, shifted)}
+
+
+def heads(c_grid: tuple[float, ...], alternatives: bool, names: bool = False) -> dict[str, Predict]:
     out: dict[str, Predict] = {"centroid": _shipped(lambda x, y: centroid_head(x, y))}
     for c in c_grid:
         out[f"linear C={c:g}"] = _shipped(lambda x, y, c=c: linear_head(x, y, c=c))
@@ -144,6 +163,11 @@ def heads(c_grid: tuple[float, ...], alternatives: bool) -> dict[str, Predict]:
         out["linear, C by cross-validation"] = _cv_c
         out["linear C=30, centred (CL2N)"] = _centred
         out["linear C=30, support + 2 pruned views"] = _with_views
+    if names:
+        out["auto + intent names"] = _with_names("auto", "true")
+        out["linear + intent names"] = _with_names("linear", "true")
+        out["auto + opaque names (control)"] = _with_names("auto", "opaque")
+        out["auto + shuffled names (control)"] = _with_names("auto", "shuffled")
     return out
 
 
@@ -154,15 +178,23 @@ def heads(c_grid: tuple[float, ...], alternatives: bool) -> dict[str, Predict]:
 @click.option("--dtype", default="auto", show_default=True)
 @click.option("--prune", "prune_text", default=None, help="Embeddings from a pruned encoder, e.g. s=24,q=0.4,l=1.")
 @click.option("--alternatives", is_flag=True, help="Also the heads tried and not kept.")
+@click.option("--names", is_flag=True, help="Also the heads with intent names, and two controls.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(
-    shots: str, seeds: int, c_grid: str, dtype: str, prune_text: str | None, alternatives: bool, out: Path | None
+    shots: str,
+    seeds: int,
+    c_grid: str,
+    dtype: str,
+    prune_text: str | None,
+    alternatives: bool,
+    names: bool,
+    out: Path | None,
 ) -> None:
     ks = tuple(int(k) for k in shots.split(","))
     grid = tuple(float(c) for c in c_grid.split(","))
     prune = PruneConfig.parse(prune_text) if prune_text else None
     encoder = Encoder(prune=prune, options=EncoderOptions(dtype=dtype))
-    settings = EvalSettings(ks, seeds, ("centroid",))
+    settings = EvalSettings(ks, seeds, ("centroid",), intent_names="off")
     results: dict[str, dict[str, float]] = {}
     for task in search_tasks(DEFAULT_DATA_DIR, ("banking77", "clinc150"), query_per_intent=10):
         enc = encode_for_eval(encoder, task.support, task.query, settings)
@@ -170,8 +202,9 @@ def main(
             encode_for_eval(encoder, task.support, task.query, settings, encoder.with_prune(PruneConfig.parse(v)))
             for v in (VIEW_CONFIGS if alternatives else ())
         ]
+        named = name_sets(encoder, task.support.labels) if names else None
         for k in ks:
-            for name, predict in heads(grid, alternatives).items():
+            for name, predict in heads(grid, alternatives, names).items():
                 accs = []
                 for seed in range(seeds):
                     idx = k_shot(task.support.labels, k, seed)
@@ -179,6 +212,7 @@ def main(
                         np.stack([enc.support[i] for i in idx]).astype(np.float32),
                         [task.support.labels[i] for i in idx],
                         tuple(np.stack([v.support[i] for i in idx]).astype(np.float32) for v in views),
+                        named,
                     )
                     pred = predict(support, np.asarray(enc.query, dtype=np.float32))
                     accs.append(np.mean([p == t for p, t in zip(pred, task.query.labels, strict=True)]))

@@ -59,7 +59,7 @@ def features(encoder: Encoder, texts: Sequence[str]) -> dict[str, np.ndarray]:
 def main(shots: str, seeds: int, dtype: str, out: Path | None) -> None:
     ks = tuple(int(k) for k in shots.split(","))
     encoder = Encoder(options=EncoderOptions(dtype=dtype))
-    settings = EvalSettings(ks, seeds, ("linear",))
+    settings = EvalSettings(ks, seeds, ("linear",), intent_names="off")
     results: dict[str, dict[str, float]] = {name: {} for name in FEATURES}
     for task in search_tasks(DEFAULT_DATA_DIR, ("banking77", "clinc150"), query_per_intent=30):
         used = needed_support(task.support, settings)

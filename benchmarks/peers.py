@@ -264,7 +264,7 @@ def main(
             for w in workers[shift:] + workers[:shift]:
                 times[w.name].append(w.run("time", texts)[0])
             click.echo(f"repeat {rep + 1}/{repeats} done", err=True)
-        settings = EvalSettings(shots=(5, 10), seeds=seeds, heads=("auto",))
+        settings = EvalSettings(shots=(5, 10), seeds=seeds, heads=("auto",), intent_names="off")
         reference = full[workers[0].name]
         rows = []
         for w in workers:

@@ -128,7 +128,7 @@ def scores(encoder: Encoder, mode: str | None, task: TaskSet, settings: EvalSett
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(configs: tuple[str, ...], shots: str, seeds: int, dtype: str, out: Path | None) -> None:
     ks = tuple(int(k) for k in shots.split(","))
-    settings = EvalSettings(ks, seeds, ("linear",))
+    settings = EvalSettings(ks, seeds, ("linear",), intent_names="off")
     base = Encoder(options=EncoderOptions(dtype=dtype))
     results: list[dict[str, object]] = []
     for task in search_tasks(DEFAULT_DATA_DIR, ("banking77", "clinc150"), query_per_intent=30):

@@ -8,8 +8,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jobs.examples_io import Examples
-from prune.head import fit_head
-from prune.head_choice import OOS_LABEL, choose_head, one_kind, with_calibrated_threshold
+from prune.head_choice import OOS_LABEL, fit_choice, with_calibrated_threshold
+from prune.intent_names import encode_names
 from workers.tenant_store import CentroidStore, TenantRecord, validate_tenant_id
 
 if TYPE_CHECKING:
@@ -36,8 +36,10 @@ def add_tenant(
     examples: Examples,
     head_kind: str = "auto",
     oos_threshold: float | str | None = None,
+    intent_names: str = "auto",
 ) -> TenantRecord:
-    """Embed the examples, fit the head (``auto``: the kind that cross-validates better on them),
+    """Embed the examples, fit the head (``auto``: the kind that cross-validates better on them;
+    with ``intent_names`` auto, the intent names join the examples when they are informative),
     calibrate the out-of-scope threshold (``auto``: from the held-out scores of the examples, and
     the examples labelled ``oos``), and store it in one atomic write."""
     validate_tenant_id(tenant)
@@ -45,13 +47,11 @@ def add_tenant(
     is_oos = np.array([label == OOS_LABEL for label in examples.labels], dtype=bool)
     x, labels = embeddings[~is_oos], [label for label in examples.labels if label != OOS_LABEL]
     fixed = oos_threshold if isinstance(oos_threshold, float) else None
-    if head_kind == "auto" or oos_threshold == "auto":
-        choice = choose_head(x, labels, fixed) if head_kind == "auto" else one_kind(head_kind, x, labels, fixed)
-        if oos_threshold == "auto":
-            choice = with_calibrated_threshold(choice, embeddings[is_oos])
-        head, fit = choice.head, choice.summary()
-    else:
-        head, fit = fit_head(head_kind, x, labels, fixed), {"chosen": head_kind}
+    names = encode_names(encoder, labels) if intent_names == "auto" and labels else None
+    choice = fit_choice(head_kind, x, labels, fixed, names, held_out=oos_threshold == "auto")
+    if oos_threshold == "auto":
+        choice = with_calibrated_threshold(choice, embeddings[is_oos])
+    head, fit = choice.head, choice.summary()
     fit = {**fit, "requested": head_kind, "dtype": encoder.options.dtype, "oos_threshold": oos_threshold}
     counts = {k: v for k, v in examples.counts.items() if k != OOS_LABEL}
     store.put(tenant, head, encoder.fingerprint, encoder.prune.to_dict() if encoder.prune else None, counts, fit)

@@ -1,17 +1,20 @@
 """Choosing a tenant's head from its own examples: each kind is cross-validated on them
 (stratified k-fold, deterministic), the better one is kept, and the held-out scores calibrate
-an out-of-scope threshold. Never reads anything but the examples it is given."""
+an out-of-scope threshold. The intent names, when given and informative, join the examples as
+one more example per intent (always on the fitting side of a fold, never held out). Never reads
+anything but the examples and names it is given."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from prune.errors import ConfigError
 from prune.head import STORED_KINDS, Head, fit_head
+from prune.intent_names import IntentNames, NameSignal, name_signal
 from prune.thresholds import threshold_from
 
 MAX_FOLDS = 5
@@ -27,18 +30,6 @@ OOS_LABEL = "oos"  # examples with this label teach the threshold, not an intent
 
 
 @dataclass(frozen=True)
-class HeadChoice:
-    head: Head
-    kind: str  # what was kept: centroid or linear
-    cv_accuracy: dict[str, float] = field(default_factory=dict)  # kind -> held-out accuracy (empty: no CV)
-    folds: int = 0  # 0 when an intent has a single example
-    held_out_scores: np.ndarray | None = None  # [N] the kept kind's out-of-fold best score per example
-
-    def summary(self) -> dict[str, object]:
-        return {"chosen": self.kind, "folds": self.folds, "cv_accuracy": self.cv_accuracy}
-
-
-@dataclass(frozen=True)
 class HeldOut:
     """One kind's out-of-fold results on a tenant's examples."""
 
@@ -50,8 +41,52 @@ class HeldOut:
         return float(self.correct.mean())
 
 
-def cross_validate(embeddings: np.ndarray, labels: Sequence[str], kind: str, folds: int) -> HeldOut:
-    """``kind`` fitted on k-1 folds and scored on the k-th, for each fold (deterministic folds)."""
+@dataclass(frozen=True)
+class NamesDecision:
+    """Whether the intent names joined the examples, and the evidence for it."""
+
+    used: bool
+    signal: NameSignal
+    cv_accuracy: dict[str, float] = field(default_factory=dict)  # "with"/"without" names (empty: no CV)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "used": self.used,
+            "nearest_name_accuracy": self.signal.accuracy,
+            "chance": self.signal.chance,
+            "cv_accuracy": self.cv_accuracy,
+        }
+
+
+@dataclass(frozen=True)
+class HeadChoice:
+    head: Head
+    kind: str  # what was kept: centroid or linear
+    cv_accuracy: dict[str, float] = field(default_factory=dict)  # kind -> held-out accuracy (empty: no CV)
+    folds: int = 0  # 0 when an intent has a single example
+    held_out_scores: np.ndarray | None = None  # [N] the kept kind's out-of-fold best score per example
+    names: NamesDecision | None = None  # None: no intent names were given
+
+    def summary(self) -> dict[str, object]:
+        out: dict[str, object] = {"chosen": self.kind, "folds": self.folds, "cv_accuracy": self.cv_accuracy}
+        if self.names is not None:
+            out["intent_names"] = self.names.summary()
+        return out
+
+
+def _fit(
+    kind: str, embeddings: np.ndarray, labels: Sequence[str], names: IntentNames | None, oos: float | None = None
+) -> Head:
+    if names is None:
+        return fit_head(kind, embeddings, labels, oos)
+    return fit_head(kind, *names.added_to(embeddings, labels), oos)
+
+
+def cross_validate(
+    embeddings: np.ndarray, labels: Sequence[str], kind: str, folds: int, names: IntentNames | None = None
+) -> HeldOut:
+    """``kind`` fitted on k-1 folds (plus the names, if given) and scored on the k-th, for each
+    fold (deterministic folds)."""
     from sklearn.model_selection import StratifiedKFold
 
     y = np.array(labels, dtype=object)
@@ -59,18 +94,18 @@ def cross_validate(embeddings: np.ndarray, labels: Sequence[str], kind: str, fol
     correct = np.zeros(len(labels), bool)
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0).split(embeddings, y)
     for train, test in split:
-        head = fit_head(kind, embeddings[train], list(y[train]))
+        head = _fit(kind, embeddings[train], list(y[train]), names)
         pred = head.classify(embeddings[test])  # [T] best intent per held-out example
         correct[test] = [head.labels[i] == t for i, t in zip(pred.label_index.tolist(), y[test], strict=True)]
         scores[test] = pred.score
     return HeldOut(correct, scores)
 
 
-def centroid_clearly_better(centroid: HeldOut, linear: HeldOut) -> bool:
-    """Whether the centroid beats the linear head on the same held-out examples by more than
-    ``CLEAR_WIN_SE`` standard errors of the paired difference (a sign that the tenant's intents
-    suit prototypes), rather than by the noise of a few examples."""
-    d = centroid.correct.astype(np.float64) - linear.correct  # [N] in {-1, 0, 1}
+def clearly_better(a: HeldOut, b: HeldOut) -> bool:
+    """Whether ``a`` beats ``b`` on the same held-out examples by more than ``CLEAR_WIN_SE``
+    standard errors of the paired difference, rather than by the noise of a few examples (for
+    the centroid against the linear head: a sign that the tenant's intents suit prototypes)."""
+    d = a.correct.astype(np.float64) - b.correct  # [N] in {-1, 0, 1}
     return bool(d.mean() > CLEAR_WIN_SE * d.std() / np.sqrt(len(d)))
 
 
@@ -80,26 +115,84 @@ def folds_for(labels: Sequence[str]) -> int:
     return min(MAX_FOLDS, min(counts.values())) if len(counts) > 1 else 0
 
 
-def one_kind(kind: str, embeddings: np.ndarray, labels: Sequence[str], oos_threshold: float | None) -> HeadChoice:
+def decide_names(
+    names: IntentNames, embeddings: np.ndarray, labels: Sequence[str], kind: str
+) -> tuple[NamesDecision, HeldOut | None]:
+    """Use the names if they classify the examples above chance and, where the examples can be
+    cross-validated, ``kind`` without them does not clearly beat ``kind`` with them. Returns
+    the decision and ``kind``'s held-out results under it (None without cross-validation)."""
+    signal = name_signal(names, embeddings, labels)
+    folds = folds_for(labels)
+    if folds < 2:
+        return NamesDecision(signal.informative, signal), None
+    without = cross_validate(embeddings, labels, kind, folds)
+    if not signal.informative:
+        return NamesDecision(False, signal), without
+    with_names = cross_validate(embeddings, labels, kind, folds, names)
+    used = not clearly_better(without, with_names)
+    cv = {"with": round(with_names.accuracy, 4), "without": round(without.accuracy, 4)}
+    return NamesDecision(used, signal, cv), with_names if used else without
+
+
+def one_kind(
+    kind: str,
+    embeddings: np.ndarray,
+    labels: Sequence[str],
+    oos_threshold: float | None,
+    names: IntentNames | None = None,
+) -> HeadChoice:
     """A head of the given kind, with its held-out accuracy and scores when they can be had."""
-    head = fit_head(kind, embeddings, labels, oos_threshold)
+    decision, held_out = decide_names(names, embeddings, labels, kind) if names is not None else (None, None)
+    used = names if decision is not None and decision.used else None
+    head = _fit(kind, embeddings, labels, used, oos_threshold)
     folds = folds_for(labels)
     if folds < 2:
-        return HeadChoice(head, kind)
-    held_out = cross_validate(embeddings, labels, kind, folds)
-    return HeadChoice(head, kind, {kind: round(held_out.accuracy, 4)}, folds, held_out.scores)
+        return HeadChoice(head, kind, names=decision)
+    held_out = held_out or cross_validate(embeddings, labels, kind, folds, used)
+    return HeadChoice(head, kind, {kind: round(held_out.accuracy, 4)}, folds, held_out.scores, decision)
 
 
-def choose_head(embeddings: np.ndarray, labels: Sequence[str], oos_threshold: float | None = None) -> HeadChoice:
-    """Linear, unless the centroid cross-validates clearly better; fitted on all the examples."""
+def choose_head(
+    embeddings: np.ndarray,
+    labels: Sequence[str],
+    oos_threshold: float | None = None,
+    names: IntentNames | None = None,
+) -> HeadChoice:
+    """Linear, unless the centroid cross-validates clearly better; fitted on all the examples
+    (plus the names, when they are given and informative)."""
+    results: dict[str, HeldOut] = {}
+    decision = None
+    if names is not None:
+        decision, linear = decide_names(names, embeddings, labels, "linear")
+        results = {"linear": linear} if linear is not None else {}
+    used = names if decision is not None and decision.used else None
     folds = folds_for(labels)
     if folds < 2:
-        return HeadChoice(fit_head(FALLBACK_KIND, embeddings, labels, oos_threshold), FALLBACK_KIND)
-    results = {kind: cross_validate(embeddings, labels, kind, folds) for kind in STORED_KINDS}
-    kind = "centroid" if centroid_clearly_better(results["centroid"], results["linear"]) else "linear"
-    accuracy = {k: round(r.accuracy, 4) for k, r in results.items()}
-    head = fit_head(kind, embeddings, labels, oos_threshold)
-    return HeadChoice(head, kind, accuracy, folds, results[kind].scores)
+        head = _fit(FALLBACK_KIND, embeddings, labels, used, oos_threshold)
+        return HeadChoice(head, FALLBACK_KIND, names=decision)
+    for kind in STORED_KINDS:
+        results.setdefault(kind, cross_validate(embeddings, labels, kind, folds, used))
+    kind = "centroid" if clearly_better(results["centroid"], results["linear"]) else "linear"
+    accuracy = {k: round(results[k].accuracy, 4) for k in STORED_KINDS}
+    head = _fit(kind, embeddings, labels, used, oos_threshold)
+    return HeadChoice(head, kind, accuracy, folds, results[kind].scores, decision)
+
+
+def fit_choice(
+    kind: str,
+    embeddings: np.ndarray,
+    labels: Sequence[str],
+    oos_threshold: float | None = None,
+    names: IntentNames | None = None,
+    held_out: bool = False,
+) -> HeadChoice:
+    """The head a tenant gets: ``auto`` chooses the kind; a named kind is fitted directly, and
+    cross-validated only when the names must be decided or the held-out scores are wanted."""
+    if kind == "auto":
+        return choose_head(embeddings, labels, oos_threshold, names)
+    if held_out or names is not None:
+        return one_kind(kind, embeddings, labels, oos_threshold, names)
+    return HeadChoice(fit_head(kind, embeddings, labels, oos_threshold), kind)
 
 
 def with_calibrated_threshold(choice: HeadChoice, oos_embeddings: np.ndarray | None) -> HeadChoice:
@@ -113,4 +206,4 @@ def with_calibrated_threshold(choice: HeadChoice, oos_embeddings: np.ndarray | N
     oos = choice.head.classify(oos_embeddings).score if oos_embeddings is not None and len(oos_embeddings) else None
     t = threshold_from(choice.held_out_scores, oos)
     head = Head(choice.head.labels, choice.head.weight, choice.head.bias, t, choice.head.kind)
-    return HeadChoice(head, choice.kind, choice.cv_accuracy, choice.folds, choice.held_out_scores)
+    return replace(choice, head=head)

@@ -10,8 +10,8 @@ from prune.head import DEFAULT_C, centroid_head, fit_head, linear_head
 from prune.head_choice import (
     FALLBACK_KIND,
     HeldOut,
-    centroid_clearly_better,
     choose_head,
+    clearly_better,
     cross_validate,
     with_calibrated_threshold,
 )
@@ -52,7 +52,7 @@ def test_auto_is_deterministic_and_keeps_linear_unless_the_centroid_clearly_wins
     held = {kind: cross_validate(x, y, kind, 5) for kind in ("centroid", "linear")}
     for kind in ("centroid", "linear"):
         assert first.cv_accuracy[kind] == round(held[kind].accuracy, 4)
-    assert first.kind == ("centroid" if centroid_clearly_better(held["centroid"], held["linear"]) else "linear")
+    assert first.kind == ("centroid" if clearly_better(held["centroid"], held["linear"]) else "linear")
     assert np.array_equal(first.head.weight, fit_head(first.kind, x, y).weight)
 
 
@@ -62,10 +62,10 @@ def test_the_centroid_must_win_by_more_than_noise() -> None:
         return HeldOut((i >= first) & (i < last), np.zeros(n, np.float32))
 
     linear = held(0, 300)
-    assert not centroid_clearly_better(held(0, 300), linear)  # a tie keeps linear
-    assert not centroid_clearly_better(held(20, 324), linear)  # +1 pt net of 24 wins and 20 losses: noise
-    assert centroid_clearly_better(held(0, 320), linear)  # +5 pt, never worse: a clear win
-    assert not centroid_clearly_better(linear, held(0, 320))
+    assert not clearly_better(held(0, 300), linear)  # a tie keeps linear
+    assert not clearly_better(held(20, 324), linear)  # +1 pt net of 24 wins and 20 losses: noise
+    assert clearly_better(held(0, 320), linear)  # +5 pt, never worse: a clear win
+    assert not clearly_better(linear, held(0, 320))
 
 
 def test_one_example_per_intent_works() -> None:

@@ -69,6 +69,8 @@ def test_round_trip_same_predictions_as_in_memory(
         str(path),
         "--head",
         kind,
+        "--intent-names",  # the plain in-memory fit below (the names' own test is further down)
+        "off",
         "--prune",  # as the in-memory encoder below (the default is the job's: tuned, auto)
         "none",
         "--dtype",
@@ -323,6 +325,9 @@ def test_auto_head_says_what_it_chose_and_tenants_eval_scores_it(
         fit["cv_accuracy"], key=lambda k: (fit["cv_accuracy"][k], k == "linear")
     )
     assert shown["oos_threshold"] is not None
+    names = fit["intent_names"]  # BANKING77's names are words: they classify its examples far above chance
+    assert names["used"] and names["nearest_name_accuracy"] > 3 * names["chance"] == 3 / 8
+    assert "intent names used" in r.stdout
     test_rows = [x for x in read_jsonl(DATA_DIR / "banking77" / "test.jsonl") if x["label"] in intents]
     sample = write_jsonl(
         tmp_path / "sample.jsonl", [*test_rows, {"text": "what is the capital of peru", "label": "oos"}]
@@ -332,3 +337,18 @@ def test_auto_head_says_what_it_chose_and_tenants_eval_scores_it(
     assert f"{len(test_rows) + 1} labelled utterances, accuracy" in r.stdout and "most frequent confusions" in r.stdout
     accuracy = float(r.stdout.split("accuracy ")[1].split("%")[0])
     assert 60 < accuracy <= 100 and all(i in r.stdout for i in intents)
+
+
+def test_opaque_intent_names_are_not_used(
+    tmp_path: Path, redis_url: str, prefix: str, banking_10shot: tuple[Path, list[dict[str, str]]]
+) -> None:
+    """Intents named by codes: the names carry nothing, so the head is fitted on the examples alone."""
+    _, rows = banking_10shot
+    intents = sorted({r["label"] for r in rows})[:8]
+    code = {label: f"intent_{i + 17}" for i, label in enumerate(intents)}
+    few = write_jsonl(tmp_path / "coded.jsonl", [{**r, "label": code[r["label"]]} for r in rows if r["label"] in code])
+    r = jobs("tenants", "add", "coded", "--examples", str(few), "--redis-url", redis_url, "--redis-prefix", prefix)
+    assert r.returncode == 0, r.stderr
+    assert "intent names not used" in r.stdout
+    fit = json.loads(jobs("tenants", "show", "coded", "--redis-url", redis_url, "--redis-prefix", prefix).stdout)["fit"]
+    assert fit["intent_names"]["used"] is False and fit["intent_names"]["nearest_name_accuracy"] < 0.3

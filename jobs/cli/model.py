@@ -13,6 +13,7 @@ from jobs.cli.options import DTYPE_HELP, build_encoder, csv_ints, csv_of, encode
 from prune import PruneConfig
 from prune.config import DTYPE_CHOICES, resolve_dtype
 from prune.head import HEAD_KINDS
+from prune.intent_names import MODES as INTENT_NAME_MODES
 from prune.search.data import DEFAULT_DATA_DIR
 
 
@@ -66,6 +67,13 @@ def encode(model: str | None, prune: PruneConfig | None, dtype: str, token_budge
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--head", "heads", multiple=True, type=click.Choice(HEAD_KINDS), default=("auto",), show_default=True)
 @click.option(
+    "--intent-names",
+    type=click.Choice(INTENT_NAME_MODES),
+    default="auto",
+    show_default=True,
+    help="As `tenants add --intent-names`: auto joins each intent's name to its examples when informative.",
+)
+@click.option(
     "--config",
     "configs",
     multiple=True,
@@ -91,6 +99,7 @@ def eval_command(
     shots: tuple[int, ...],
     seeds: int,
     heads: tuple[str, ...],
+    intent_names: str,
     configs: tuple[str, ...],
     support_config: str | None,
     model: str | None,
@@ -105,7 +114,7 @@ def eval_command(
 
     variants = [Variant.parse(c, tuned_default) for c in configs]
     support = Variant.parse(support_config, tuned_default) if support_config else None
-    settings = EvalSettings(shots, seeds, heads)
+    settings = EvalSettings(shots, seeds, heads, intent_names=intent_names)
     report = run_eval(
         data_dir, datasets, variants, settings, split, timing_repeats, model=model, support_variant=support
     )

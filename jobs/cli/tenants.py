@@ -14,6 +14,7 @@ from jobs.tenants import add_tenant
 from prune import PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
 from prune.head import HEAD_KINDS
+from prune.intent_names import MODES as INTENT_NAME_MODES
 from workers.tenant_store import UnknownTenant
 
 
@@ -58,6 +59,14 @@ def threshold_option(ctx: click.Context, param: click.Parameter, value: str | No
     help="Utterances scoring below it are out of scope. auto: calibrated on the examples' held-out "
     "scores and on examples labelled 'oos' (default: none).",
 )
+@click.option(
+    "--intent-names",
+    type=click.Choice(INTENT_NAME_MODES),
+    default="auto",
+    show_default=True,
+    help="auto: each intent's name (card_arrival -> 'card arrival') joins its examples as one more "
+    "example, when the names classify the examples well above chance (tenants show says so).",
+)
 @click.option("--model", type=click.Path(file_okay=False), default=None)
 @job_encoder_options  # the job's defaults: the head is built from examples encoded as the job encodes
 @click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET, show_default=True)
@@ -70,6 +79,7 @@ def tenants_add(
     intents: str | None,
     head_kind: str,
     oos_threshold: float | str | None,
+    intent_names: str,
     model: str | None,
     prune: PruneConfig | None,
     dtype: str,
@@ -85,14 +95,27 @@ def tenants_add(
     data = read_examples(examples, text_column, label_column, wanted)
     store = open_store(redis_url, redis_prefix)
     encoder = build_encoder(model, prune, dtype, token_budget)
-    record = add_tenant(store, encoder, tenant, data, head_kind, oos_threshold)
+    record = add_tenant(store, encoder, tenant, data, head_kind, oos_threshold, intent_names)
     cv = record.fit.get("cv_accuracy") or {}
     shown = ", ".join(f"{k} {100 * float(v):.1f}%" for k, v in cv.items()) or "not enough examples to cross-validate"
     click.echo(
         f"tenant {tenant}: version {record.version}, {len(record.head.labels)} intents, "
         f"{sum(record.example_counts.values())} examples, {record.head.kind} head (cross-validated: {shown}), "
+        f"{names_note(record.fit.get('intent_names'))}, "
         f"out-of-scope threshold {record.head.oos_threshold}, model {record.fingerprint}"
     )
+
+
+def names_note(decision: Any) -> str:
+    if not decision:
+        return "intent names not used (--intent-names off)"
+    nearest = f"the names alone classify {100 * decision['nearest_name_accuracy']:.0f}% of the examples"
+    chance = f"chance {100 * decision['chance']:.0f}%"
+    if decision["used"]:
+        return f"intent names used ({nearest}, {chance})"
+    cv = decision.get("cv_accuracy") or {}
+    why = f"cross-validated {100 * cv['with']:.1f}% with them, {100 * cv['without']:.1f}% without" if cv else chance
+    return f"intent names not used ({nearest}, {why})"
 
 
 @tenants.command("eval")

@@ -109,6 +109,7 @@ def run_eval(
             "seeds": settings.seeds,
             "heads": list(settings.heads),
             "calibration_per_intent": settings.calibration_per_intent,
+            "intent_names": settings.intent_names,
         },
         "model": {"path": str(first.spec.path), "fingerprint": first.fingerprint},
         "variants": [

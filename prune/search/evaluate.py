@@ -17,7 +17,10 @@ import numpy as np
 from prune.config import PruneConfig
 from prune.encoder import Encoder
 from prune.errors import ConfigError
-from prune.head import HEAD_KINDS, fit_head
+from prune.head import HEAD_KINDS
+from prune.head_choice import fit_choice
+from prune.intent_names import MODES as INTENT_NAME_MODES
+from prune.intent_names import IntentNames, encode_names
 from prune.search.data import OOS_LABEL, Split
 from prune.search.metrics import classification_metrics, oos_metrics
 from prune.search.sampling import after_k, k_shot
@@ -67,6 +70,7 @@ class EvalSettings:
     seeds: int = 5
     heads: tuple[str, ...] = ("auto",)
     calibration_per_intent: int = 2
+    intent_names: str = "auto"  # as `tenants add --intent-names`: auto joins informative names to the examples
 
     def __post_init__(self) -> None:
         if not self.shots or min(self.shots) < 1:
@@ -76,6 +80,8 @@ class EvalSettings:
         bad = set(self.heads) - set(HEAD_KINDS)
         if bad or not self.heads:
             raise ConfigError(f"heads must be among {HEAD_KINDS}, got {self.heads}")
+        if self.intent_names not in INTENT_NAME_MODES:
+            raise ConfigError(f"intent_names must be one of {INTENT_NAME_MODES}, got {self.intent_names!r}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ class Encoded:
     seconds: float  # encode time of the query split
     tokens: int
     tokens_kept: int
+    names: IntentNames | None = None  # the support split's intent names, encoded as the support is
 
 
 def needed_support(support: Split, settings: EvalSettings) -> list[int]:
@@ -108,8 +115,10 @@ def encode_for_eval(
     idx = needed_support(support, settings)
     sup = (support_encoder or encoder).encode([support.texts[i] for i in idx]).embeddings
     q = encoder.encode(query.texts)
+    in_scope = [label for label in support.labels if label != OOS_LABEL]
+    names = encode_names(support_encoder or encoder, in_scope) if settings.intent_names == "auto" else None
     return Encoded(
-        dict(zip(idx, sup, strict=True)), q.embeddings, q.seconds, int(q.tokens.sum()), int(q.tokens_kept.sum())
+        dict(zip(idx, sup, strict=True)), q.embeddings, q.seconds, int(q.tokens.sum()), int(q.tokens_kept.sum()), names
     )
 
 
@@ -126,10 +135,13 @@ def score_runs(support: Split, query: Split, enc: Encoded, settings: EvalSetting
             s_idx = k_shot(support.labels, k, seed)
             x = np.stack([enc.support[i] for i in s_idx])
             for kind in settings.heads:
-                head = fit_head(kind, x, [support.labels[i] for i in s_idx])
+                choice = fit_choice(kind, x, [support.labels[i] for i in s_idx], names=enc.names)
+                head = choice.head
                 pred = head.classify(enc.query)
                 labels = [head.labels[j] for j in pred.label_index.tolist()]
                 row: dict[str, object] = {"head": kind, "k": k, "seed": seed}
+                if choice.names is not None:
+                    row["intent_names_used"] = float(choice.names.used)
                 row.update(classification_metrics(y_true, [labels[i] for i in in_scope]))
                 if with_oos:
                     cal = after_k(support.labels, kmax, settings.calibration_per_intent, seed)

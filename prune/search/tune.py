@@ -241,7 +241,9 @@ def run_tune(
 
     progress = progress or (lambda it, **kw: it)
     tasks = search_tasks(data_dir, datasets, query_per_intent)
-    settings = EvalSettings(shots, seeds, (head,))
+    # The names join the examples in the product's head; the search compares pruning configs under one
+    # fixed head, and deciding the names costs two cross-validations per fit, so it leaves them out.
+    settings = EvalSettings(shots, seeds, (head,), intent_names="off")
     base = Encoder(model, None, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
     configs = _usable(grid, base, log)
     baseline = measure(base, tasks, settings)
