@@ -10,7 +10,7 @@ import pytest
 
 from prune.head import fit_head
 from prune.head_choice import choose_head, clearly_better, cross_validate, fit_choice
-from prune.intent_names import IntentNames, name_signal, name_text
+from prune.intent_names import IntentNames, NameSignal, name_signal, name_text
 
 
 def clusters(
@@ -106,3 +106,18 @@ def test_one_example_per_intent_decides_by_the_names_alone() -> None:
 def test_mismatched_names_are_refused() -> None:
     with pytest.raises(ValueError, match="2 intent names but 3 embeddings"):
         IntentNames(("a", "b"), np.zeros((3, 4), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "chance", "p_value", "informative"),
+    [
+        (0.65, 0.013, 1e-70, True),  # descriptive names (BANKING77's: 65%)
+        (0.03, 0.0067, 0.003, False),  # names shifted one intent along, among 150: beyond chance, yet wrong
+        (0.24, 0.0067, 1e-9, False),  # under a quarter
+        (0.80, 0.5, 0.19, False),  # 4 of 5 examples among 2 intents: could be luck
+    ],
+)
+def test_names_must_classify_a_quarter_of_the_examples_beyond_chance(
+    accuracy: float, chance: float, p_value: float, informative: bool
+) -> None:
+    assert NameSignal(accuracy, chance, p_value).informative is informative
