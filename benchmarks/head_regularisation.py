@@ -16,6 +16,13 @@ embeddings, on which that rule flipped more often.
 
     .venv/bin/python benchmarks/head_regularisation.py --shots 5,10 --c-grid 30 --alternatives \
         --out benchmarks/results/head_alternatives.json
+
+``--names`` adds the shipped heads with the intent names (as `tenants add --intent-names auto`),
+and two controls that must be rejected: opaque names (``intent 1``...) and the true names
+shifted one intent along the sorted list.
+
+    .venv/bin/python benchmarks/head_regularisation.py --shots 1,2,5,10 --c-grid 30 --names \
+        --out benchmarks/results/head_intent_names.json
 """
 
 from __future__ import annotations
@@ -147,7 +154,7 @@ def name_sets(encoder: Encoder, labels: list[str]) -> dict[str, IntentNames]:
     true = encode_names(encoder, labels)
     opaque = encoder.encode([f"intent {i + 1}" for i in range(len(true.labels))]).embeddings
     shifted = np.roll(true.embeddings, 1, axis=0)  # [C, D] each intent gets its neighbour's name
-    return {"true": true, "opaque": IntentNames(true.labels, opaque), "shuffled": IntentNames(true.labels, shifted)}
+    return {"true": true, "opaque": IntentNames(true.labels, opaque), "shifted": IntentNames(true.labels, shifted)}
 
 
 def heads(c_grid: tuple[float, ...], alternatives: bool, names: bool = False) -> dict[str, Predict]:
@@ -167,7 +174,7 @@ def heads(c_grid: tuple[float, ...], alternatives: bool, names: bool = False) ->
         out["auto + intent names"] = _with_names("auto", "true")
         out["linear + intent names"] = _with_names("linear", "true")
         out["auto + opaque names (control)"] = _with_names("auto", "opaque")
-        out["auto + shuffled names (control)"] = _with_names("auto", "shuffled")
+        out["auto + shifted names (control)"] = _with_names("auto", "shifted")
     return out
 
 
