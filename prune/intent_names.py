@@ -46,7 +46,8 @@ class IntentNames:
 
     def added_to(self, embeddings: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
         """The examples plus one name row for each intent among ``labels``."""
-        keep = [i for i, label in enumerate(self.labels) if label in set(labels)]
+        present = set(labels)
+        keep = [i for i, label in enumerate(self.labels) if label in present]
         x = np.concatenate([embeddings, self.embeddings[keep].astype(embeddings.dtype)])  # [N + C', D]
         return x, [*labels, *(self.labels[i] for i in keep)]
 
