@@ -138,7 +138,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     kmax = max(report["settings"]["shots"])
     lines = [
         f"Few-shot accuracy (%), mean ± std over {report['settings']['seeds']} seeds, {report['split']} split "
-        f"(CLINC150: in-scope rows, closed set)"
+        f"(CLINC150: in-scope rows, closed set); intent names {report['settings'].get('intent_names', 'off')}"
         + (f"; support encoded with {report['support_variant']}." if report.get("support_variant") else "."),
         "",
         "| dataset | head | k | " + " | ".join(variants) + " |",
