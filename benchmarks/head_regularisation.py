@@ -27,7 +27,6 @@ shifted one intent along the sorted list.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,10 +35,10 @@ from typing import Any
 
 import click
 import numpy as np
+from results_io import accuracy_table, write_record
 
 from prune import Encoder, EncoderOptions
 from prune.config import PruneConfig
-from prune.cpu import cpu_model
 from prune.head import STORED_KINDS, centroid_head, fit_head, linear_head
 from prune.head_choice import FALLBACK_KIND, cross_validate, fit_choice, folds_for
 from prune.intent_names import IntentNames, encode_names
@@ -228,15 +227,8 @@ def main(
                 f"{task.dataset} k={k}: "
                 + ", ".join(f"{n} {r[f'{task.dataset}/{k}-shot']:.1f}" for n, r in results.items())
             )
-    cells = list(next(iter(results.values())))
-    print("\n| head | " + " | ".join(cells) + " | mean |\n|---|" + "---:|" * (len(cells) + 1))
-    for name, r in results.items():
-        print(f"| {name} | " + " | ".join(f"{r[c]:.1f}" for c in cells) + f" | {statistics.fmean(r.values()):.2f} |")
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"cpu": cpu_model(), "dtype": encoder.options.dtype, "prune": prune_text, "seeds": seeds}
-        record["accuracy"] = results
-        out.write_text(json.dumps(record, indent=2))
+    print("\n" + accuracy_table("head", results))
+    write_record(out, {"dtype": encoder.options.dtype, "prune": prune_text, "seeds": seeds, "accuracy": results})
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ it, mean over seeds.
 
 from __future__ import annotations
 
-import json
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,10 +20,10 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
+from results_io import accuracy_table, write_record
 
 from prune import Encoder, EncoderOptions
 from prune.batching import token_batches
-from prune.cpu import cpu_model
 from prune.search.data import DEFAULT_DATA_DIR
 from prune.search.evaluate import Encoded, EvalSettings, needed_support, score_runs, summarise
 from prune.search.tune import search_tasks
@@ -71,14 +69,8 @@ def main(shots: str, seeds: int, dtype: str, out: Path | None) -> None:
                 results[name][f"{task.dataset}/{r['k']}-shot"] = 100 * float(r["accuracy"])  # type: ignore[arg-type]
         mine = {n: {c: round(v, 2) for c, v in r.items() if c.startswith(task.dataset)} for n, r in results.items()}
         print(task.dataset, mine, flush=True)
-    cells = list(results["final"])
-    print("\n| features | " + " | ".join(cells) + " | mean |\n|---|" + "---:|" * (len(cells) + 1))
-    for name, r in results.items():
-        print(f"| {name} | " + " | ".join(f"{r[c]:.1f}" for c in cells) + f" | {statistics.fmean(r.values()):.2f} |")
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"cpu": cpu_model(), "dtype": encoder.options.dtype, "seeds": seeds, "accuracy": results}
-        out.write_text(json.dumps(record, indent=2))
+    print("\n" + accuracy_table("features", results))
+    write_record(out, {"dtype": encoder.options.dtype, "seeds": seeds, "accuracy": results})
 
 
 if __name__ == "__main__":

@@ -21,18 +21,17 @@ The linear head (C=30) is fitted on k examples per intent and scored as `jobs ev
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
 import torch.nn.functional as F
+from results_io import write_record
 
 from prune import Encoder, EncoderOptions
 from prune.batching import token_batches
 from prune.config import PruneConfig
-from prune.cpu import cpu_model
 from prune.importance import LayerTrace
 from prune.pruning import gather, keep_counts, select
 from prune.search.data import DEFAULT_DATA_DIR
@@ -142,10 +141,7 @@ def main(configs: tuple[str, ...], shots: str, seeds: int, dtype: str, out: Path
                 print(f"{task.dataset} {config} {mode}: tokens kept {kept:.3f}, accuracy change {change}", flush=True)
                 row = {"dataset": task.dataset, "config": config, "mode": mode, "tokens_kept": kept}
                 results.append({**row, "accuracy": acc, "unpruned": unpruned})
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"cpu": cpu_model(), "dtype": base.options.dtype, "seeds": seeds, "results": results}
-        out.write_text(json.dumps(record, indent=2))
+    write_record(out, {"dtype": base.options.dtype, "seeds": seeds, "results": results})
 
 
 if __name__ == "__main__":
