@@ -9,9 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from prune.encoder import Encoder
 
 # Names are used when the nearest name classifies at least MIN_ACCURACY of the examples and
 # beats chance at the one-sided binomial p-value SIGNAL_P. Descriptive names are far above both
@@ -77,11 +80,7 @@ def name_signal(names: IntentNames, embeddings: np.ndarray, labels: Sequence[str
     return NameSignal(round(hits / len(labels), 4), round(chance, 4), float(p))
 
 
-class _Encodes(Protocol):
-    def encode(self, texts: Sequence[str]) -> Any: ...
-
-
-def encode_names(encoder: _Encodes, labels: Sequence[str]) -> IntentNames:
+def encode_names(encoder: Encoder, labels: Sequence[str]) -> IntentNames:
     """Each distinct label's ``name_text``, encoded as the examples are (``encoder.encode``)."""
     distinct = tuple(sorted(set(labels)))
     embeddings = np.asarray(encoder.encode([name_text(label) or label for label in distinct]).embeddings)
