@@ -5,11 +5,13 @@ Peers (sentence-transformers' own backends, exported offline from the packaged m
 - ONNX Runtime fp32 and dynamic int8 (the quantisation config the CPU supports);
 - OpenVINO fp32 (precision hint f32), OpenVINO default (bf16 where the CPU has it), and OpenVINO
   static int8 with NNCF, calibrated on BANKING77 *train* texts shipped with this package (the
-  default calibration set of sentence-transformers comes from the Hub).
+  default calibration set of sentence-transformers comes from the Hub); CPU pinning off.
 Ours: fp32, bf16, the job's default (``--dtype auto --prune tuned``), and static int8
 (``--dtype int8``, torchao PT2E + Inductor), unpruned and with the tuned pruning.
 
 Every repeat runs every variant once on the BANKING77 test texts, in a rotated order; medians.
+With ``--streams N`` each variant runs as N processes side by side that share the threads and
+split the texts, as a batch job runs one single-thread stream per CPU.
 Each variant's few-shot accuracy is measured with the ``jobs eval`` protocol (BANKING77, train
 support, test queries, default head, 5 seeds), because a fast variant that loses accuracy is no win.
 Needs the ``[peers]`` extra:
@@ -129,7 +131,9 @@ def _openvino(precision: str) -> Builder:
                 ov_model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items)
             )
             ov.save_model(quantized, int8_xml)
-        config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads}
+        # Pinning off: pinned, the processes of a --streams run share one core (OpenVINO int8 went
+        # from 857 to 448 utt/s in 2 streams), and on this VM one process was faster without it too.
+        config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False}
         if precision == "f32":
             config["INFERENCE_PRECISION_HINT"] = "f32"
         file_name = f"openvino/{int8_xml.name}" if precision == "int8" else "openvino/openvino_model.xml"
@@ -191,6 +195,35 @@ class Worker:
         self.process.join(timeout=30)
 
 
+class Variant:
+    """A variant run as ``streams`` processes side by side, each with ``threads // streams`` threads,
+    as a batch job runs one stream per CPU: each times its share of the texts, and the wall time of
+    all of them together is the variant's time."""
+
+    def __init__(
+        self, name: str, model_dir: Path, work: Path, calibration: list[str], threads: int, streams: int
+    ) -> None:
+        self.name, self.kind = name, VARIANTS[name][0]
+        # the first loads alone: a variant may export the model that the other streams then read
+        self.workers = [Worker(name, model_dir, work, calibration, threads // streams)]
+        self.workers += [Worker(name, model_dir, work, calibration, threads // streams) for _ in range(streams - 1)]
+
+    def time(self, texts: list[str]) -> float:
+        start = time.perf_counter()
+        for i, w in enumerate(self.workers):  # every stream gets every streams-th text: similar lengths
+            w.conn.send(("time", texts[i :: len(self.workers)]))
+        for w in self.workers:
+            w.conn.recv()
+        return time.perf_counter() - start
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.workers[0].embed(texts)
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+
+
 def accuracy(
     embed: Callable[[list[str]], np.ndarray], support: Split, query: Split, queries: np.ndarray, settings: EvalSettings
 ) -> dict[int, float]:
@@ -216,6 +249,13 @@ def accuracy(
 )
 @click.option("--threads", type=click.IntRange(min=1), default=os.cpu_count(), show_default=True)
 @click.option(
+    "--streams",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes per variant, side by side, sharing --threads (a batch job's one stream per CPU).",
+)
+@click.option(
     "--work-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("runs/peers"),
@@ -237,10 +277,15 @@ def main(
     seeds: int,
     calibration: int,
     threads: int,
+    streams: int,
     work_dir: Path,
     only: tuple[str, ...],
     out: Path | None,
 ) -> None:
+    if threads % streams:
+        raise click.BadParameter(
+            f"--threads ({threads}) must be a multiple of --streams ({streams})", param_hint="--streams"
+        )
     try:
         import nncf  # noqa: F401
         import openvino  # noqa: F401
@@ -252,17 +297,17 @@ def main(
     texts = list(query.texts[:limit] if limit else query.texts)
     work_dir.mkdir(parents=True, exist_ok=True)
     calibration_texts = list(support.texts[:calibration])
-    workers: list[Worker] = []
+    workers: list[Variant] = []
     try:
         for name in only or VARIANTS:  # one at a time: a variant may export the model its successor reads
             click.echo(f"loading {name}", err=True)
-            workers.append(Worker(name, default_model_dir(), work_dir, calibration_texts, threads))
+            workers.append(Variant(name, default_model_dir(), work_dir, calibration_texts, threads, streams))
         full = {w.name: w.embed(list(query.texts)) for w in workers}  # warm-up, and the eval's queries
         times: dict[str, list[float]] = {w.name: [] for w in workers}
         for rep in range(repeats):  # interleaved: each repeat runs every variant once, in a rotated order
             shift = rep % len(workers)
             for w in workers[shift:] + workers[:shift]:
-                times[w.name].append(w.run("time", texts)[0])
+                times[w.name].append(w.time(texts))
             click.echo(f"repeat {rep + 1}/{repeats} done", err=True)
         settings = EvalSettings(shots=(5, 10), seeds=seeds, heads=("auto",), intent_names="off")
         reference = full[workers[0].name]
@@ -288,11 +333,17 @@ def main(
     finally:
         for w in workers:
             w.close()
-    _report(rows, texts, repeats, threads, seeds, out)
+    _report(rows, texts, repeats, threads, streams, seeds, out)
 
 
 def _report(
-    rows: list[dict[str, object]], texts: list[str], repeats: int, threads: int, seeds: int, out: Path | None
+    rows: list[dict[str, object]],
+    texts: list[str],
+    repeats: int,
+    threads: int,
+    streams: int,
+    seeds: int,
+    out: Path | None,
 ) -> None:
     fp32_acc = float(rows[0]["accuracy_10"])  # type: ignore[arg-type]
     peers = [r for r in rows if r["kind"] == "peer" and fp32_acc - float(r["accuracy_10"]) <= 0.5]  # type: ignore[arg-type]
@@ -302,7 +353,8 @@ def _report(
         r["x_st_fp32"] = float(r["utterances_per_s"]) / base  # type: ignore[arg-type]
         r["x_fastest_peer"] = float(r["utterances_per_s"]) / float(fastest["utterances_per_s"])  # type: ignore[arg-type]
     click.echo(
-        f"\n{len(texts)} BANKING77 test texts, {threads} threads, {repeats} interleaved repeats, medians; "
+        f"\n{len(texts)} BANKING77 test texts, {threads} threads in {streams} stream(s), "
+        f"{repeats} interleaved repeats, medians; "
         f"CPU {cpu_model()} (bf16 native: {native_bf16()}). Fastest peer within 0.5 pt of fp32 at 10 shots: "
         f"{fastest['variant']}. Accuracy: BANKING77 test, train support, head auto, {seeds} seeds.\n"
     )
@@ -323,6 +375,7 @@ def _report(
                     "texts": len(texts),
                     "repeats": repeats,
                     "threads": threads,
+                    "streams": streams,
                     "seeds": seeds,
                     "fastest_peer": fastest["variant"],
                     "machine": machine,
