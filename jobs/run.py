@@ -175,8 +175,11 @@ def _run(
     claim_output(client, prefix, job.spec.output, job.id, resuming, overwrite)  # once the job exists: resumable
     address = JobAddress(redis_url=redis_url, prefix=prefix, job_id=job.id)
     rows_of = {u.id: u.rows for u in planned.units}
-    infos = drive(job.queue, job.spec, address, actors, cpus, rows_of, on_progress, log) if planned.units else []
-    return _finish(job, replace(job.spec, actors=actors, cpus_per_actor=cpus), planned, infos, started, redis_url)
+    # each actor decides its dtype for its node; how many rows it has decides whether int8 pays
+    per_actor = -(-planned.rows // actors)
+    spec = replace(job.spec, actors=actors, cpus_per_actor=cpus, rows_per_actor=per_actor)
+    infos = drive(job.queue, spec, address, actors, cpus, rows_of, on_progress, log) if planned.units else []
+    return _finish(job, spec, planned, infos, started, redis_url)
 
 
 def _open(client: Any, prefix: str, spec: JobSpec | None, job_id: str | None, resume: str | None) -> _Job:

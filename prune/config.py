@@ -6,11 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from prune.cpu import native_bf16
+from prune.cpu import native_bf16, native_int8
 from prune.errors import ConfigError
 
 Dtype = Literal["float32", "bfloat16", "int8"]
-# int8: static int8 layers (prune.int8), compiled when the encoder loads; opt-in, never ``auto``
+# int8: static int8 layers (prune.int8), compiled when the encoder loads. ``auto`` means it only
+# for a large batch job (job_dtype), never for an encoder on its own
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "int8")
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)  # auto: bfloat16 where the CPU runs it natively (prune.cpu)
 
@@ -29,6 +30,23 @@ def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
     if dtype == "auto":
         return "bfloat16" if (native_bf16() if bf16 is None else bf16) else "float32"
     return dtype  # type: ignore[return-value]
+
+
+# int8 calibrates and compiles when an actor loads its encoder (30-60 s on 2 vCPUs), then encodes
+# about 1.5x faster than bf16 on a CPU with AMX-INT8 (docs/performance.md): worth it for an actor
+# with this many rows to encode, where the load is a small part of the job's time.
+INT8_MIN_ROWS = 250_000
+
+
+def job_dtype(dtype: str, rows_per_actor: int | None, int8: bool | None = None) -> str:
+    """The dtype a batch job's actor asks for. ``auto`` becomes int8 where the CPU has int8 matmul
+    tiles (``int8``, default: this CPU) and the actor has at least INT8_MIN_ROWS rows to encode;
+    otherwise ``dtype`` is kept (``auto`` then resolves as for any encoder: bf16 or fp32)."""
+    check_dtype_choice(dtype)
+    large = rows_per_actor is not None and rows_per_actor >= INT8_MIN_ROWS
+    if dtype == "auto" and large and (native_int8() if int8 is None else int8):
+        return "int8"
+    return dtype
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ import platform
 from functools import cache
 
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+# int8 matmul tiles. Our static int8 is measured 1.5x bf16 on a Xeon with them (docs/performance.md);
+# on AVX512-VNNI alone it is not measured yet, so it is not a default there.
+INT8_FLAGS = frozenset({"amx_int8"})
 CPUINFO = "/proc/cpuinfo"
 
 
@@ -44,3 +47,9 @@ def cpu_model(cpuinfo: str | None = None) -> str:
 def native_bf16(flags: frozenset[str] | None = None) -> bool:
     """Whether a CPU with these flags (default: this one) runs bf16 matmuls natively."""
     return bool((cpu_flags() if flags is None else flags) & BF16_FLAGS)
+
+
+def native_int8(flags: frozenset[str] | None = None) -> bool:
+    """Whether a CPU with these flags (default: this one) has the int8 matmul tiles that make our
+    static int8 the fastest dtype."""
+    return bool((cpu_flags() if flags is None else flags) & INT8_FLAGS)

@@ -1,11 +1,12 @@
-"""--dtype auto: bf16 only where the CPU runs it natively, read from /proc/cpuinfo."""
+"""--dtype auto: bf16 only where the CPU runs it natively, read from /proc/cpuinfo; int8 for a
+large job on a CPU with int8 matmul tiles."""
 
 from __future__ import annotations
 
 import pytest
 
-from prune.config import EncoderOptions, resolve_dtype
-from prune.cpu import cpu_flags, cpu_model, native_bf16
+from prune.config import INT8_MIN_ROWS, EncoderOptions, job_dtype, resolve_dtype
+from prune.cpu import cpu_flags, cpu_model, native_bf16, native_int8
 
 SAPPHIRE_RAPIDS = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -27,6 +28,38 @@ AVX2_ONLY = "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
 def test_native_bf16_from_flags(cpuinfo: str, native: bool) -> None:
     assert native_bf16(cpu_flags(cpuinfo)) is native
     assert resolve_dtype("auto", bf16=native) == ("bfloat16" if native else "float32")
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "native"), [(SAPPHIRE_RAPIDS, True), (ZEN4, False), (AVX2_ONLY, False), ("", False)]
+)
+def test_a_large_job_means_int8_only_on_a_cpu_with_int8_tiles(cpuinfo: str, native: bool) -> None:
+    assert native_int8(cpu_flags(cpuinfo)) is native
+    large = job_dtype("auto", INT8_MIN_ROWS, int8=native_int8(cpu_flags(cpuinfo)))
+    assert large == ("int8" if native else "auto")  # "auto" then resolves to bf16 or fp32 as ever
+
+
+@pytest.mark.parametrize("rows", [None, 0, INT8_MIN_ROWS - 1])
+def test_a_small_job_or_one_of_unknown_size_keeps_auto(rows: int | None) -> None:
+    assert job_dtype("auto", rows, int8=True) == "auto"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+def test_an_explicit_job_dtype_is_kept_at_any_size(dtype: str) -> None:
+    assert job_dtype(dtype, 10 * INT8_MIN_ROWS, int8=True) == job_dtype(dtype, 0, int8=False) == dtype
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        job_dtype("fp16", 0, int8=True)
+
+
+def test_an_actor_asks_for_int8_when_its_job_is_large_and_its_cpu_has_the_tiles() -> None:
+    from workers.job_spec import JobSpec
+
+    large = JobSpec(input="in", output="out", rows_per_actor=INT8_MIN_ROWS).encoder_options()
+    small = JobSpec(input="in", output="out", rows_per_actor=INT8_MIN_ROWS - 1).encoder_options()
+    assert large.dtype == ("int8" if native_int8() else resolve_dtype("auto"))
+    assert small.dtype == resolve_dtype("auto")
+    with pytest.raises(ValueError, match="rows_per_actor must be a non-negative integer"):
+        JobSpec(input="in", output="out", rows_per_actor=-1)
 
 
 def test_flags_and_model_of_the_first_processor() -> None:

@@ -34,7 +34,7 @@ class ClassifierWorker:
         """``encoder``: an already loaded one (tests); by default the spec's model is loaded."""
         import torch
 
-        from prune import Encoder, EncoderOptions
+        from prune import Encoder
         from workers.classify import HeadCache
         from workers.connection import connect
         from workers.queue import WorkQueue
@@ -42,9 +42,7 @@ class ClassifierWorker:
 
         torch.set_num_threads(1)  # one thread per stream, `cpus` streams
         self.spec, self.job, self.cpus, self.name = spec, job, cpus, name
-        self.encoder = encoder or Encoder(
-            spec.model, spec.prune, EncoderOptions(dtype=spec.dtype, token_budget=spec.token_budget)
-        )
+        self.encoder = encoder or Encoder(spec.model, spec.prune, spec.encoder_options())
         client = connect(job.redis_url)
         self.queue = WorkQueue(client, job.prefix, job.job_id, spec.max_attempts, spec.claim_idle_ms)
         pinned = CentroidStore(client, job.prefix).pinned(job.job_id)  # the heads of the submit, not of now

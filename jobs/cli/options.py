@@ -10,7 +10,7 @@ import click
 
 from jobs import embedded_redis
 from prune import EncoderOptions, PruneConfig
-from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES
+from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES, INT8_MIN_ROWS
 from workers.connection import connect
 from workers.tenant_store import CentroidStore
 
@@ -21,7 +21,9 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 DTYPE_HELP = (
     "bfloat16 runs matmuls in bf16 (about 2x faster on CPUs with AMX or AVX512-BF16, several times "
     "slower without); auto picks it only where the CPU has it natively, else float32. int8 runs "
-    "static int8 layers (calibrated and compiled when an encoder loads, about a minute; needs torchao)."
+    "static int8 layers (calibrated and compiled when an encoder loads, about a minute; needs torchao). "
+    "In a classify job, auto means int8 on a node with AMX-INT8 when each actor has at least "
+    f"{INT8_MIN_ROWS:,} rows to encode."
 )
 
 
