@@ -6,8 +6,9 @@ Peers (sentence-transformers' own backends, exported offline from the packaged m
 - OpenVINO fp32 (precision hint f32), OpenVINO default (bf16 where the CPU has it), and OpenVINO
   static int8 with NNCF, calibrated on BANKING77 *train* texts shipped with this package (the
   default calibration set of sentence-transformers comes from the Hub); CPU pinning off.
-Ours: fp32, bf16, the job's default (``--dtype auto --prune tuned``), and static int8
-(``--dtype int8``, torchao PT2E + Inductor), unpruned and with the tuned pruning.
+Ours: fp32, bf16, a small job's default (``--dtype auto --prune tuned``), and static int8
+(``--dtype int8``, torchao PT2E + Inductor), unpruned and with the tuned pruning (a large job's
+default on a CPU with AMX-INT8).
 
 Every repeat runs every variant once on the BANKING77 test texts, in a rotated order; medians.
 With ``--streams N`` each variant runs as N processes side by side that share the threads and
@@ -152,9 +153,9 @@ VARIANTS: dict[str, tuple[str, Builder]] = {  # name -> (peer or ours, builder)
     "OpenVINO static int8 (NNCF, BANKING77 train)": ("peer", _openvino("int8")),
     "ours fp32": ("ours", _ours("float32", tuned=False)),
     "ours bf16": ("ours", _ours("bfloat16", tuned=False)),
-    "ours job default (dtype auto, prune tuned)": ("ours", _ours("auto", tuned=True)),
+    "ours small-job default (dtype auto, prune tuned)": ("ours", _ours("auto", tuned=True)),
     "ours int8": ("ours", _ours("int8", tuned=False)),
-    "ours int8, prune tuned": ("ours", _ours("int8", tuned=True)),
+    "ours int8, prune tuned (a large job's default on AMX-INT8)": ("ours", _ours("int8", tuned=True)),
 }
 
 

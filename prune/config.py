@@ -33,8 +33,9 @@ def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
 
 
 # int8 calibrates and compiles when an actor loads its encoder (30-60 s on 2 vCPUs), then encodes
-# about 1.5x faster than bf16 on a CPU with AMX-INT8 (docs/performance.md): worth it for an actor
-# with this many rows to encode, where the load is a small part of the job's time.
+# about 1.3x faster than bf16 on a CPU with AMX-INT8, both with the tuned pruning
+# (docs/performance.md): worth it for an actor with this many rows, where the load is a small
+# part of the job's time.
 INT8_MIN_ROWS = 250_000
 
 

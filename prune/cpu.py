@@ -11,7 +11,7 @@ import platform
 from functools import cache
 
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-# int8 matmul tiles. Our static int8 is measured 1.5x bf16 on a Xeon with them (docs/performance.md);
+# int8 matmul tiles. Our static int8 is measured 1.3x bf16 on a Xeon with them (docs/performance.md);
 # on AVX512-VNNI alone it is not measured yet, so it is not a default there.
 INT8_FLAGS = frozenset({"amx_int8"})
 CPUINFO = "/proc/cpuinfo"
