@@ -182,9 +182,15 @@ class Worker:
         if self.conn.recv() != "ready":
             raise click.ClickException(f"{name} did not start")
 
-    def run(self, op: str, texts: list[str]) -> tuple[float, np.ndarray | None]:
+    def ask(self, op: str, texts: list[str]) -> None:
         self.conn.send((op, texts))
+
+    def answer(self) -> tuple[float, np.ndarray | None]:
         return self.conn.recv()  # type: ignore[no-any-return]
+
+    def run(self, op: str, texts: list[str]) -> tuple[float, np.ndarray | None]:
+        self.ask(op, texts)
+        return self.answer()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         emb = self.run("embed", texts)[1]
@@ -205,16 +211,15 @@ class Variant:
         self, name: str, model_dir: Path, work: Path, calibration: list[str], threads: int, streams: int
     ) -> None:
         self.name, self.kind = name, VARIANTS[name][0]
-        # the first loads alone: a variant may export the model that the other streams then read
-        self.workers = [Worker(name, model_dir, work, calibration, threads // streams)]
-        self.workers += [Worker(name, model_dir, work, calibration, threads // streams) for _ in range(streams - 1)]
+        # one after another (a Worker returns once loaded): the first may export what the others read
+        self.workers = [Worker(name, model_dir, work, calibration, threads // streams) for _ in range(streams)]
 
     def time(self, texts: list[str]) -> float:
         start = time.perf_counter()
         for i, w in enumerate(self.workers):  # every stream gets every streams-th text: similar lengths
-            w.conn.send(("time", texts[i :: len(self.workers)]))
+            w.ask("time", texts[i :: len(self.workers)])
         for w in self.workers:
-            w.conn.recv()
+            w.answer()
         return time.perf_counter() - start
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -298,22 +303,22 @@ def main(
     texts = list(query.texts[:limit] if limit else query.texts)
     work_dir.mkdir(parents=True, exist_ok=True)
     calibration_texts = list(support.texts[:calibration])
-    workers: list[Variant] = []
+    variants: list[Variant] = []
     try:
         for name in only or VARIANTS:  # one at a time: a variant may export the model its successor reads
             click.echo(f"loading {name}", err=True)
-            workers.append(Variant(name, default_model_dir(), work_dir, calibration_texts, threads, streams))
-        full = {w.name: w.embed(list(query.texts)) for w in workers}  # warm-up, and the eval's queries
-        times: dict[str, list[float]] = {w.name: [] for w in workers}
+            variants.append(Variant(name, default_model_dir(), work_dir, calibration_texts, threads, streams))
+        full = {w.name: w.embed(list(query.texts)) for w in variants}  # warm-up, and the eval's queries
+        times: dict[str, list[float]] = {w.name: [] for w in variants}
         for rep in range(repeats):  # interleaved: each repeat runs every variant once, in a rotated order
-            shift = rep % len(workers)
-            for w in workers[shift:] + workers[:shift]:
+            shift = rep % len(variants)
+            for w in variants[shift:] + variants[:shift]:
                 times[w.name].append(w.time(texts))
             click.echo(f"repeat {rep + 1}/{repeats} done", err=True)
         settings = EvalSettings(shots=(5, 10), seeds=seeds, heads=("auto",), intent_names="off")
-        reference = full[workers[0].name]
+        reference = full[variants[0].name]
         rows = []
-        for w in workers:
+        for w in variants:
             cos = (full[w.name] * reference).sum(1)  # [Q] cosine to sentence-transformers fp32
             acc = accuracy(w.embed, support, query, full[w.name], settings)
             med = statistics.median(times[w.name])
@@ -332,7 +337,7 @@ def main(
             )
             click.echo(f"{w.name}: {len(texts) / med:.0f} utt/s, 10-shot {acc[10]:.1f}", err=True)
     finally:
-        for w in workers:
+        for w in variants:
             w.close()
     _report(rows, texts, repeats, threads, streams, seeds, out)
 
