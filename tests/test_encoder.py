@@ -10,24 +10,31 @@ from prune import Encoder, EncoderOptions, PruneConfig
 PAPER = PruneConfig(min_tokens=15, quantile=0.8, layer=1)
 
 
+@pytest.fixture(scope="module")
+def fp32_banking(encoder: Encoder, banking_texts: list[str]) -> np.ndarray:
+    """Our unpruned fp32 embeddings [3080, D] of every BANKING77 test row, encoded once for the
+    module: the reference of the two every-row checks below."""
+    return encoder.encode(banking_texts).embeddings
+
+
 @pytest.mark.slow
 def test_unpruned_matches_sentence_transformers_on_every_banking77_test_row(
-    encoder: Encoder, banking_texts: list[str], model_dir
+    fp32_banking: np.ndarray, banking_texts: list[str], model_dir
 ) -> None:
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(str(model_dir), device="cpu")
     ref = st.encode(banking_texts, batch_size=32, convert_to_numpy=True)
-    ours = encoder.encode(banking_texts).embeddings
+    ours = fp32_banking
     cos = (ours * ref).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
     assert len(cos) == 3080
     assert cos.min() >= 0.9999, f"worst row {int(cos.argmin())}: cosine {cos.min():.6f}"
 
 
 @pytest.mark.slow
-def test_bf16_close_to_fp32_on_every_banking77_test_row(encoder: Encoder, banking_texts: list[str]) -> None:
+def test_bf16_close_to_fp32_on_every_banking77_test_row(fp32_banking: np.ndarray, banking_texts: list[str]) -> None:
     bf16 = Encoder(options=EncoderOptions(dtype="bfloat16"))
-    a = encoder.encode(banking_texts).embeddings
+    a = fp32_banking
     b = bf16.encode(banking_texts).embeddings
     cos = (a * b).sum(1)
     assert cos.min() >= 0.999, f"worst row {int(cos.argmin())}: cosine {cos.min():.6f}"

@@ -204,7 +204,7 @@ def _eval(tmp_path: Path, *args: str) -> dict[tuple[str, str, int], float]:
 @pytest.mark.slow
 def test_eval_reproduces_reference_numbers_and_the_auto_head_beats_them(tmp_path: Path) -> None:
     """all-MiniLM-L6-v2, 5 seeds: the nearest centroid gives BANKING77 77.0 / 81.0 and CLINC150
-    86.3 / 89.1 (+-1 pt) at 5 / 10 shots. The default head (auto), on the first 2 of those
+    86.3 / 89.1 (+-1 pt) at 5 / 10 shots. The default head (auto), on the first of those
     seeds' samples (for time), is at least 2 pt above it on BANKING77 (docs/performance.md has every
     cell with 5 seeds; CLINC150's 150 intents make auto slow here). The reference is the plain
     centroid of the examples, so the intent names stay out of it; the default head has them."""
@@ -214,6 +214,6 @@ def test_eval_reproduces_reference_numbers_and_the_auto_head_beats_them(tmp_path
         assert abs(acc[(dataset, "centroid", k)] - want) <= 1.0, (
             f"{dataset} {k}-shot: {acc[(dataset, 'centroid', k)]:.1f}"
         )
-    auto = _eval(tmp_path, "--head", "auto", "--dataset", "banking77", "--seeds", "2")
-    for k in (5, 10):  # seeds 0-1 against 0-4: a 2 pt margin is well beyond the seeds' spread (1 pt)
+    auto = _eval(tmp_path, "--head", "auto", "--dataset", "banking77", "--seeds", "1")
+    for k in (5, 10):  # seed 0 against 0-4: the margin is 4-5 pt (docs), the seeds' spread about 1 pt
         assert auto[("banking77", "auto", k)] >= acc[("banking77", "centroid", k)] + 2.0, (auto, acc)

@@ -163,6 +163,8 @@ def test_sigterm_then_resume_from_another_directory(tmp_path: Path, redis_url: s
     elsewhere.mkdir()
     ids = write_logs(work / "in", files=1, rows_per_file=240, row_group=20, tenants=("acme",))
     args = ["--input", "in", "--output", "out", "--unit-rows", "20", "--actors", "1", "--cpus-per-actor", "1"]
+    # the unit in flight at the signal is taken over by the resume once idle: 5 s, not the default 60
+    args += ["--claim-idle", "5"]
     p = classify(redis_url, heads, *args, "--job-id", "term", cwd=work, env={SLOW: "0.5:1"}, wait=False)
     q = WorkQueue(connect(redis_url), heads, "term")
     deadline = time.time() + 120
