@@ -43,7 +43,8 @@ from prune.search.tune import search_tasks
 def pruned_embedding(
     bert: Bert, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor, prune: PruneConfig, score: ImportanceScore
 ) -> torch.Tensor:
-    """The pruned forward with gradients: ids [B, T], mask [B, T], lengths [B] -> [B, D] unit rows."""
+    """The pruned forward with gradients: ids [B, T], mask [B, T], lengths [B] -> [B, D] unit rows.
+    ``Encoder._forward`` without inference mode, and with the mean pooling of the packaged model."""
     h = bert.embeddings(ids)  # [B, T, D]
     keep = keep_counts(lengths, prune)  # [B]
     for depth, layer in enumerate(bert.layers, start=1):
@@ -100,9 +101,7 @@ def as_encoder(base: Encoder, student: Bert, prune: PruneConfig) -> Encoder:
     enc = copy.copy(base.with_prune(prune))
     enc.bert = copy.deepcopy(student)
     if base.options.dtype == "bfloat16":  # as Encoder keeps its matmul weights
-        for layer in enc.bert.layers:
-            for lin in (layer.qkv, layer.attn_out, layer.ffn_in, layer.ffn_out):
-                lin.to(torch.bfloat16)
+        enc.bert.matmul_weights_to(torch.bfloat16)
     return enc
 
 

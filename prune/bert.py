@@ -85,6 +85,12 @@ class Bert(nn.Module):
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
 
+    def matmul_weights_to(self, dtype: torch.dtype) -> None:
+        """Keep the layers' matmul weights in ``dtype`` (bf16: so autocast does not re-cast them per call)."""
+        for layer in self.layers:
+            for lin in (layer.qkv, layer.attn_out, layer.ffn_in, layer.ffn_out):
+                lin.to(dtype)
+
     def load_hf_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load Hugging Face BertModel weights (names as in its state dict)."""
         mine: dict[str, torch.Tensor] = {

@@ -56,10 +56,7 @@ class Encoder:
         self.bert.load_hf_state(state)
         self.bert.eval().requires_grad_(False)
         if self.options.dtype == "bfloat16":
-            # weights of the matmuls kept in bf16 so autocast does not re-cast them per call
-            for layer in self.bert.layers:
-                for lin in (layer.qkv, layer.attn_out, layer.ffn_in, layer.ffn_out):
-                    lin.to(torch.bfloat16)
+            self.bert.matmul_weights_to(torch.bfloat16)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
         self.empty_tokens = len(self.tokenizer.encode("").ids)  # what an empty text becomes: [CLS] [SEP]
