@@ -8,7 +8,7 @@ Peers (sentence-transformers' own backends, exported offline from the packaged m
   default calibration set of sentence-transformers comes from the Hub); CPU pinning off.
 Ours: fp32, bf16, a small job's default (``--dtype auto --prune tuned``), and static int8
 (``--dtype int8``, torchao PT2E + Inductor), unpruned and with the tuned pruning (a large job's
-default on a CPU with AMX-INT8).
+default on a CPU with AMX-INT8 or AVX512-VNNI).
 
 Every repeat runs every variant once on the BANKING77 test texts, in a rotated order; medians.
 With ``--streams N`` each variant runs as N processes side by side that share the threads and

@@ -33,15 +33,15 @@ def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
 
 
 # int8 calibrates and compiles when an actor loads its encoder (30-60 s on 2 vCPUs), then encodes
-# about 1.3x faster than bf16 on a CPU with AMX-INT8, both with the tuned pruning
+# 1.3-1.5x faster than bf16 on a CPU with AMX-INT8 or AVX512-VNNI, both with the tuned pruning
 # (docs/performance.md): worth it for an actor with this many rows, where the load is a small
 # part of the job's time.
 INT8_MIN_ROWS = 250_000
 
 
 def job_dtype(dtype: str, rows_per_actor: int | None, int8: bool | None = None) -> str:
-    """The dtype a batch job's actor asks for. ``auto`` becomes int8 where the CPU has int8 matmul
-    tiles (``int8``, default: this CPU) and the actor has at least INT8_MIN_ROWS rows to encode;
+    """The dtype a batch job's actor asks for. ``auto`` becomes int8 where the CPU has native int8
+    matmuls (``int8``, default: this CPU) and the actor has at least INT8_MIN_ROWS rows to encode;
     otherwise ``dtype`` is kept (``auto`` then resolves as for any encoder: bf16 or fp32)."""
     check_dtype_choice(dtype)
     large = rows_per_actor is not None and rows_per_actor >= INT8_MIN_ROWS

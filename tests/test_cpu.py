@@ -1,5 +1,5 @@
 """--dtype auto: bf16 only where the CPU runs it natively, read from /proc/cpuinfo; int8 for a
-large job on a CPU with int8 matmul tiles."""
+large job on a CPU with native int8 matmuls (AMX-INT8 or AVX512-VNNI)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ processor\t: 1
 model name\t: Intel(R) Xeon(R) Platinum 8488C
 flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8
 """
-ZEN4 = "model name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n"
+ZEN4 = "model name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16\n"
+ICE_LAKE = "model name\t: Intel(R) Xeon(R) Platinum 8375C\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+ALDER_LAKE = "model name\t: 12th Gen Intel(R) Core(TM) i7\nflags\t\t: fpu sse2 avx2 fma avx_vnni\n"
 AVX2_ONLY = "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
 
 
@@ -31,9 +33,10 @@ def test_native_bf16_from_flags(cpuinfo: str, native: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("cpuinfo", "native"), [(SAPPHIRE_RAPIDS, True), (ZEN4, False), (AVX2_ONLY, False), ("", False)]
+    ("cpuinfo", "native"),
+    [(SAPPHIRE_RAPIDS, True), (ZEN4, True), (ICE_LAKE, True), (ALDER_LAKE, False), (AVX2_ONLY, False), ("", False)],
 )
-def test_a_large_job_means_int8_only_on_a_cpu_with_int8_tiles(cpuinfo: str, native: bool) -> None:
+def test_a_large_job_means_int8_only_on_a_cpu_with_native_int8_matmuls(cpuinfo: str, native: bool) -> None:
     assert native_int8(cpu_flags(cpuinfo)) is native
     large = job_dtype("auto", INT8_MIN_ROWS, int8=native_int8(cpu_flags(cpuinfo)))
     assert large == ("int8" if native else "auto")  # "auto" then resolves to bf16 or fp32 as ever
@@ -51,7 +54,7 @@ def test_an_explicit_job_dtype_is_kept_at_any_size(dtype: str) -> None:
         job_dtype("fp16", 0, int8=True)
 
 
-def test_an_actor_asks_for_int8_when_its_job_is_large_and_its_cpu_has_the_tiles() -> None:
+def test_an_actor_asks_for_int8_when_its_job_is_large_and_its_cpu_has_native_int8() -> None:
     from workers.job_spec import JobSpec
 
     large = JobSpec(input="in", output="out", rows_per_actor=INT8_MIN_ROWS).encoder_options()

@@ -22,7 +22,7 @@ DTYPE_HELP = (
     "bfloat16 runs matmuls in bf16 (about 2x faster on CPUs with AMX or AVX512-BF16, several times "
     "slower without); auto picks it only where the CPU has it natively, else float32. int8 runs "
     "static int8 layers (calibrated and compiled when an encoder loads, about a minute; needs torchao). "
-    "In a classify job, auto means int8 on a node with AMX-INT8 when each actor has at least "
+    "In a classify job, auto means int8 on a node with AMX-INT8 or AVX512-VNNI when each actor has at least "
     f"{INT8_MIN_ROWS:,} rows to encode."
 )
 
