@@ -5,16 +5,21 @@ fp32 and bf16, and each ``--prune`` config in both dtypes. Every repeat runs eve
 once, in a rotated order (interleaved), so CPU steal hits them alike; medians are reported.
 
     python benchmarks/encoder.py --prune s=15,q=0.8,l=1 --repeats 5 --out runs/bench_encoder.json
+
+``--fused-attention`` adds each dtype unpruned with the fused attention kernel at every width (the
+encoder's kernel before short rows got explicit matmuls, ``prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS``);
+``--join K`` encodes every K consecutive texts joined as one, for longer rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +27,7 @@ import click
 import numpy as np
 import torch
 
+import prune.bert
 from jobs.cli.options import prune_option
 from prune import Encoder, EncoderOptions, PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
@@ -41,13 +47,37 @@ class Variant:
     dtype: str = "float32"
 
 
-def load_texts(data_dir: Path, limit: int | None, texts_of: str = "banking77/test") -> list[str]:
+def load_texts(data_dir: Path, limit: int | None, texts_of: str = "banking77/test", join: int = 1) -> list[str]:
     path = data_dir / f"{texts_of}.jsonl"
     if not path.exists():
         raise click.UsageError(f"{path} not found; pass --data-dir pointing at the datasets folder")
     with path.open() as f:
         texts = [json.loads(line)["text"] for line in f if line.strip()]
+    texts = [" ".join(texts[i : i + join]) for i in range(0, len(texts), join)]
     return texts[:limit] if limit else texts
+
+
+@contextlib.contextmanager
+def fused_attention() -> Iterator[None]:
+    """The fused attention kernel at every width, while the block runs."""
+    shipped = prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS
+    prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS = 0
+    try:
+        yield
+    finally:
+        prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS = shipped
+
+
+def ours_fused(model: str | None, dtype: str, budget: int, texts: list[str]) -> Variant:
+    with fused_attention():
+        v = ours(model, None, dtype, budget, texts)
+    run = v.run
+
+    def fused_run(t: list[str]) -> np.ndarray:
+        with fused_attention():
+            return run(t)
+
+    return Variant(f"{v.name}, fused attention at every width", fused_run, v.kept_fraction, None, dtype)
 
 
 def ours(model: str | None, prune: PruneConfig | None, dtype: str, budget: int, texts: list[str]) -> Variant:
@@ -82,6 +112,8 @@ def ours(model: str | None, prune: PruneConfig | None, dtype: str, budget: int, 
     help="Our dtypes to measure, each unpruned and with every --prune (repeatable); float32 is always "
     "measured, as the cosine reference.",
 )
+@click.option("--fused-attention", "fused", is_flag=True, help="Also each dtype with the fused attention kernel only.")
+@click.option("--join", type=click.IntRange(min=1), default=1, show_default=True, help="Join every K texts as one.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON.")
 def main(
     data_dir: Path,
@@ -93,10 +125,12 @@ def main(
     token_budget: int,
     threads: int,
     dtypes: tuple[str, ...],
+    fused: bool,
+    join: int,
     out: Path | None,
 ) -> None:
     torch.set_num_threads(threads)
-    texts = load_texts(data_dir, limit, texts_of)
+    texts = load_texts(data_dir, limit, texts_of, join)
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(str(model or default_model_dir()), device="cpu")
@@ -107,6 +141,8 @@ def main(
     dtypes = ("float32", *(d for d in dtypes if d != "float32"))
     variants += [ours(model, None, dtype, token_budget, texts) for dtype in dtypes]
     unpruned = variants[1:]
+    if fused:
+        variants += [ours_fused(model, dtype, token_budget, texts) for dtype in dtypes]
     for spec in prunes:
         for dtype in dtypes:
             variants.append(ours(model, prune_option(None, None, spec), dtype, token_budget, texts))
@@ -144,7 +180,7 @@ def main(
         )
 
     click.echo(
-        f"\n{len(texts)} {texts_of} texts, {repeats} interleaved repeats, "
+        f"\n{len(texts)} {texts_of} texts (joined by {join}), {repeats} interleaved repeats, "
         f"{threads} threads, token budget {token_budget}; medians\n"
     )
     click.echo("| variant | utt/s | x baseline | x unpruned same dtype | tokens kept | mean cos |")
@@ -162,6 +198,7 @@ def main(
                 {
                     "texts": len(texts),
                     "texts_of": texts_of,
+                    "join": join,
                     "repeats": repeats,
                     "threads": threads,
                     "token_budget": token_budget,

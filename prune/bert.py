@@ -14,6 +14,10 @@ from torch import nn
 from prune.errors import ModelError
 from prune.model import BertConfig
 
+# Rows padded to at most this many tokens attend through explicit matmuls; longer ones through
+# the fused scaled_dot_product_attention, which wins from there (benchmarks/encoder.py --fused-attention).
+EXPLICIT_ATTENTION_MAX_TOKENS = 64
+
 _ACTIVATIONS = {
     "gelu": F.gelu,
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
@@ -61,9 +65,17 @@ class Layer(nn.Module):
         self, h: torch.Tensor, mask: torch.Tensor, need_probs: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # h [B, T, D]; mask [B, T] bool, True on real tokens
-        b, t, d = h.shape
-        qkv = self.qkv(h).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each [B, H, T, Dh]
+        ctx, probs = self.attend(self.qkv(h), mask, need_probs)
+        return self.finish(h, ctx), probs
+
+    def attend(
+        self, qkv: torch.Tensor, mask: torch.Tensor, need_probs: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention of the projected tokens: qkv [B, T, 3D] -> context [B, T, D] (and the
+        probabilities [B, H, T, T] if asked for). No weights: the int8 path runs it between its graphs."""
+        b, t, d3 = qkv.shape
+        d = d3 // 3
+        q, k, v = qkv.view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, Dh]
         keys = mask[:, None, None, :]  # [B, 1, 1, T]
         probs = None
         if need_probs:
@@ -71,12 +83,19 @@ class Layer(nn.Module):
             scores = q.float() @ k.float().transpose(-1, -2) / math.sqrt(d // self.heads)
             probs = scores.masked_fill(~keys, float("-inf")).softmax(-1)  # [B, H, T, T]
             ctx = (probs @ v.float()).to(v.dtype)
+        elif t <= EXPLICIT_ATTENTION_MAX_TOKENS:
+            # Short rows: two small matmuls beat the fused kernel, whose per-(row, head) set-up
+            # dominates at a few tokens (benchmarks/encoder.py --fused-attention)
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(d // self.heads)  # [B, H, T, T]
+            ctx = scores.masked_fill(~keys, float("-inf")).softmax(-1).to(v.dtype) @ v
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # [B, H, T, Dh]
-        ctx = ctx.transpose(1, 2).reshape(b, t, d)
+        return ctx.transpose(1, 2).reshape(b, t, d), probs
+
+    def finish(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """The rest of the layer after attention: h, ctx [B, T, D] -> [B, T, D]."""
         h = self.attn_norm(h + self.attn_out(ctx))
-        h = self.ffn_norm(h + self.ffn_out(self.act(self.ffn_in(h))))
-        return h, probs
+        return self.ffn_norm(h + self.ffn_out(self.act(self.ffn_in(h))))
 
 
 class Bert(nn.Module):

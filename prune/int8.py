@@ -1,22 +1,26 @@
 """Static int8 encoder layers: PyTorch 2 export quantisation with torchao's X86 Inductor
 quantiser, compiled by Inductor (oneDNN int8 kernels: AMX-INT8 or AVX512-VNNI where present).
 
-Each layer is exported on its own with a dynamic batch and length, so the token pruning between
-layers is unchanged. Activation ranges are calibrated once, when the encoder loads, on texts the
-caller tokenises (the encoder uses train texts bundled with this package). Weights are quantised
-per output channel, activations per tensor; layer norms, softmax and the pooling stay in fp32.
+Each layer is exported as two graphs with a dynamic batch and length: the q/k/v projection, and
+the rest after attention. The attention between them has no weights and stays fp32, outside the
+exported graphs, so that it can pick its kernel by the row width; Inductor compiles the three
+together. The token pruning between layers is unchanged.
+Activation ranges are calibrated once, when the encoder loads, on texts the caller tokenises (the
+encoder uses train texts bundled with this package). Weights are quantised per output channel,
+activations per tensor; layer norms, softmax and the pooling stay in fp32.
 """
 
 from __future__ import annotations
 
 import logging
+import types
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
-from prune.bert import Bert, Layer
+from prune.bert import EXPLICIT_ATTENTION_MAX_TOKENS, Bert, Layer
 from prune.errors import ConfigError
 
 MAX_ROWS = 4096  # the exported graphs' dynamic range: rows per batch, tokens per row
@@ -36,25 +40,35 @@ def calibration_texts() -> list[str]:
     return texts
 
 
-class _HiddenOnly(nn.Module):
-    """A layer as a function of (h, mask) -> h, the form that is exported."""
+class _Finish(nn.Module):
+    """The rest of a layer after attention, (h, ctx) [B, T, D] -> [B, T, D]: the second exported
+    graph (the first is the layer's ``qkv``)."""
 
     def __init__(self, layer: Layer) -> None:
         super().__init__()
         self.layer = layer
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.layer(h, mask)[0]  # [B, T, D]
+    def forward(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        return self.layer.finish(h, ctx)
 
 
 class QuantisedLayer(nn.Module):
-    """The int8 graph of a layer; the fp32 layer answers when attention probabilities are needed
-    (an attention-scored pruning layer), so the token ranking does not depend on int8."""
+    """A layer as two int8 graphs with the fp32 attention between them, compiled together. The
+    attention has no weights and picks its kernel by the row width (``Layer.attend``), which an
+    exported graph could not: Inductor compiles one graph per branch. The fp32 layer answers when
+    attention probabilities are needed (an attention-scored pruning layer), so the token ranking
+    does not depend on int8."""
 
-    def __init__(self, float_layer: Layer, graph: nn.Module) -> None:
+    def __init__(self, float_layer: Layer, project: nn.Module, finish: nn.Module) -> None:
         super().__init__()
         self.float_layer = float_layer
-        self.graph = graph
+        self.project = project
+        self.finish = finish
+        self.compiled = torch.compile(_own_code(self._int8, id(self)), dynamic=True)
+
+    def _int8(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ctx, _ = self.float_layer.attend(self.project(h), mask)  # [B, T, D]
+        return self.finish(h, ctx)  # [B, T, D]
 
     def forward(
         self, h: torch.Tensor, mask: torch.Tensor, need_probs: bool = False
@@ -65,8 +79,17 @@ class QuantisedLayer(nn.Module):
         # torch.compile's options, which do not reach it) lets it pre-pack the int8 weights.
         with torch._inductor.config.patch(freezing=True):
             if h.shape[0] == 1:  # a size Inductor would compile again for: run it as two rows
-                return self.graph(h.repeat(2, 1, 1), mask.repeat(2, 1))[:1], None  # [1, T, D]
-            return self.graph(h, mask), None  # [B, T, D]
+                return self.compiled(h.repeat(2, 1, 1), mask.repeat(2, 1))[:1], None  # [1, T, D]
+            return self.compiled(h, mask), None  # [B, T, D]
+
+
+def _own_code(method: Callable[..., torch.Tensor], key: int) -> Callable[..., torch.Tensor]:
+    """``method`` with a code object of its own. Dynamo keeps its compiled graphs per code object,
+    with a limit of 8: six layers sharing one ``_int8``, each with a short and a long branch, would
+    pass it and fall back to eager."""
+    fn = method.__func__  # type: ignore[attr-defined]
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{key}")
+    return types.MethodType(types.FunctionType(code, fn.__globals__, code.co_name), method.__self__)  # type: ignore[attr-defined]
 
 
 def _imports():  # type: ignore[no-untyped-def]
@@ -102,37 +125,43 @@ def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]
     """
     prepare_pt2e, convert_pt2e, quantizer = _imports()
     rows, tokens = torch.export.Dim("rows", min=1, max=MAX_ROWS), torch.export.Dim("tokens", min=2, max=MAX_TOKENS)
-    shapes = {"h": {0: rows, 1: tokens}, "mask": {0: rows, 1: tokens}}
+    dims = {0: rows, 1: tokens}  # of every [B, T, D] input
     d = bert.embeddings.norm.normalized_shape[0]
-    example = (torch.randn(4, 16, d), torch.ones(4, 16, dtype=torch.bool))  # h [B, T, D], mask [B, T]
+    h_example = torch.randn(4, 16, d)  # [B, T, D]
     float_layers = list(bert.layers)
-    prepared = []
+    projects, finishes = [], []
     with torch.no_grad():
         for layer in float_layers:
-            graph = torch.export.export(_HiddenOnly(layer), example, dynamic_shapes=shapes).module()
-            prepared.append(prepare_pt2e(graph, quantizer))
+            project = torch.export.export(layer.qkv, (h_example,), dynamic_shapes={"input": dims})
+            finish = torch.export.export(
+                _Finish(layer), (h_example, torch.randn_like(h_example)), dynamic_shapes={"h": dims, "ctx": dims}
+            )
+            projects.append(prepare_pt2e(project.module(), quantizer))
+            finishes.append(prepare_pt2e(finish.module(), quantizer))
         seen = 0
         for ids, mask in calibration:
             h = bert.embeddings(ids)  # [B, T, D]
-            for observed in prepared:
-                h = observed(h, mask)
+            for layer, project, finish in zip(float_layers, projects, finishes, strict=True):
+                ctx, _ = layer.attend(project(h), mask)  # [B, T, D]
+                h = finish(h, ctx)
             seen += int(mask.sum())
     if seen == 0:
         raise ConfigError("int8 calibration needs at least one text; none was given")
-    for i, (layer, observed) in enumerate(zip(float_layers, prepared, strict=True)):
-        graph = torch.compile(convert_pt2e(observed), dynamic=True)
-        bert.layers[i] = QuantisedLayer(layer, graph)
+    for i, layer in enumerate(float_layers):
+        bert.layers[i] = QuantisedLayer(layer, convert_pt2e(projects[i]), convert_pt2e(finishes[i]))
     _compile_now(bert)
 
 
 def _compile_now(bert: Bert) -> None:
-    """Compile while loading rather than in the first unit. Later calls of any shape reuse
-    these graphs (a single row runs as two, see ``QuantisedLayer``)."""
+    """Compile while loading rather than in the first unit: the short-row and the long-row graph
+    of each layer (``Layer.attend``). Later calls of any shape reuse them (a single row runs as
+    two, see ``QuantisedLayer``)."""
     with torch.inference_mode(), warnings.catch_warnings():
         # Inductor's own int8 lowering copies a tensor in a way torch warns about
         warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-        ids = torch.full((2, 8), 100, dtype=torch.long)  # [B, T]
-        mask = torch.ones(2, 8, dtype=torch.bool)  # [B, T]
-        h = bert.embeddings(ids)  # [B, T, D]
-        for layer in bert.layers:
-            h, _ = layer(h, mask)
+        for width in (8, EXPLICIT_ATTENTION_MAX_TOKENS + 1):
+            ids = torch.full((2, width), 100, dtype=torch.long)  # [B, T]
+            mask = torch.ones(2, width, dtype=torch.bool)  # [B, T]
+            h = bert.embeddings(ids)  # [B, T, D]
+            for layer in bert.layers:
+                h, _ = layer(h, mask)

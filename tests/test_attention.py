@@ -1,0 +1,28 @@
+"""Layer.attend: the explicit kernel for short rows and the fused one for long rows agree with
+the fp32 attention probabilities, on the real model's weights, with padded rows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prune import Encoder
+from prune.bert import EXPLICIT_ATTENTION_MAX_TOKENS
+
+
+@pytest.mark.parametrize("width", [3, 17, EXPLICIT_ATTENTION_MAX_TOKENS, EXPLICIT_ATTENTION_MAX_TOKENS + 1, 150])
+def test_both_attention_kernels_match_the_probabilities(encoder: Encoder, width: int) -> None:
+    layer = encoder.bert.layers[0]
+    gen = torch.Generator().manual_seed(width)
+    h = torch.randn(5, width, encoder.dim, generator=gen)  # [B, T, D]
+    lengths = torch.tensor([width, width - 1, max(2, width // 2), 2, width])  # [B]
+    mask = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
+    with torch.inference_mode():
+        qkv = layer.qkv(h)  # [B, T, 3D]
+        got, none = layer.attend(qkv, mask)
+        want, probs = layer.attend(qkv, mask, need_probs=True)
+    assert none is None and probs is not None
+    assert got.shape == want.shape == (5, width, encoder.dim)
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    # padding keys get no attention: a padded row's context does not depend on its padding
+    assert torch.all(probs[3, :, :, 2:] == 0)
