@@ -32,8 +32,8 @@ def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
     return dtype  # type: ignore[return-value]
 
 
-# int8 calibrates and compiles when an actor loads its encoder (30-60 s on 2 vCPUs), then encodes
-# 1.3-1.5x faster than bf16 on a CPU with AMX-INT8 or AVX512-VNNI, both with the tuned pruning
+# int8 calibrates and compiles when an actor loads its encoder (40-70 s on 2 vCPUs), then encodes
+# 1.3-1.7x faster than bf16 on a CPU with AMX-INT8 or AVX512-VNNI, both with the tuned pruning
 # (docs/performance.md): worth it for an actor with this many rows, where the load is a small
 # part of the job's time.
 INT8_MIN_ROWS = 250_000
