@@ -75,19 +75,19 @@ class Layer(nn.Module):
         probabilities [B, H, T, T] if asked for). No weights: the int8 path runs it between its graphs."""
         b, t, d3 = qkv.shape
         d = d3 // 3
-        q, k, v = qkv.view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, Dh]
+        dh = d // self.heads
+        q, k, v = qkv.view(b, t, 3, self.heads, dh).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, Dh]
         keys = mask[:, None, None, :]  # [B, 1, 1, T]
         probs = None
-        if need_probs:
-            # explicit attention in fp32 so the token ranking does not depend on the dtype
-            scores = q.float() @ k.float().transpose(-1, -2) / math.sqrt(d // self.heads)
-            probs = scores.masked_fill(~keys, float("-inf")).softmax(-1)  # [B, H, T, T]
-            ctx = (probs @ v.float()).to(v.dtype)
-        elif t <= EXPLICIT_ATTENTION_MAX_TOKENS:
-            # Short rows: two small matmuls beat the fused kernel, whose per-(row, head) set-up
-            # dominates at a few tokens (benchmarks/encoder.py --fused-attention)
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(d // self.heads)  # [B, H, T, T]
-            ctx = scores.masked_fill(~keys, float("-inf")).softmax(-1).to(v.dtype) @ v
+        if need_probs or t <= EXPLICIT_ATTENTION_MAX_TOKENS:
+            # Explicit: in fp32 when the probabilities rank tokens, so the ranking does not depend on
+            # the dtype. For short rows, because two small matmuls beat the fused kernel, whose
+            # per-(row, head) set-up dominates at a few tokens (benchmarks/encoder.py --fused-attention).
+            dt = torch.float32 if need_probs else v.dtype
+            scores = q.to(dt) @ k.to(dt).transpose(-1, -2) / math.sqrt(dh)  # [B, H, T, T]
+            weights = scores.masked_fill(~keys, float("-inf")).softmax(-1)  # [B, H, T, T]
+            ctx = (weights.to(dt) @ v.to(dt)).to(v.dtype)
+            probs = weights if need_probs else None
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # [B, H, T, Dh]
         return ctx.transpose(1, 2).reshape(b, t, d), probs
