@@ -7,7 +7,8 @@ once, in a rotated order (interleaved), so CPU steal hits them alike; medians ar
     python benchmarks/encoder.py --prune s=15,q=0.8,l=1 --repeats 5 --out runs/bench_encoder.json
 
 ``--fused-attention`` adds each dtype unpruned with the fused attention kernel at every width (the
-encoder's kernel before short rows got explicit matmuls, ``prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS``);
+encoder's kernel before short rows got explicit matmuls, ``prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS``,
+and compiled int8 rows summed products, ``prune.bert.COMPILED_ATTENTION_MAX_TOKENS``);
 ``--join K`` encodes every K consecutive texts joined as one, for longer rows.
 """
 
@@ -59,13 +60,13 @@ def load_texts(data_dir: Path, limit: int | None, texts_of: str = "banking77/tes
 
 @contextlib.contextmanager
 def fused_attention() -> Iterator[None]:
-    """The fused attention kernel at every width, while the block runs."""
-    shipped = prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS
-    prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS = 0
+    """The fused attention kernel at every width, eager and compiled, while the block runs."""
+    shipped = prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS, prune.bert.COMPILED_ATTENTION_MAX_TOKENS
+    prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS = prune.bert.COMPILED_ATTENTION_MAX_TOKENS = 0
     try:
         yield
     finally:
-        prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS = shipped
+        prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS, prune.bert.COMPILED_ATTENTION_MAX_TOKENS = shipped
 
 
 def ours_fused(model: str | None, dtype: str, budget: int, texts: list[str]) -> Variant:

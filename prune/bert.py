@@ -17,6 +17,10 @@ from prune.model import BertConfig
 # Rows padded to at most this many tokens attend through explicit matmuls; longer ones through
 # the fused scaled_dot_product_attention, which wins from there (benchmarks/encoder.py --fused-attention).
 EXPLICIT_ATTENTION_MAX_TOKENS = 64
+# Under torch.compile (the int8 layers), rows padded to at most this many tokens attend as
+# broadcast products and sums, which Inductor fuses into one loop nest with the softmax; longer
+# ones through the fused kernel, which from 32 tokens is as fast with one thread or faster.
+COMPILED_ATTENTION_MAX_TOKENS = 32
 
 _ACTIVATIONS = {
     "gelu": F.gelu,
@@ -69,17 +73,21 @@ class Layer(nn.Module):
         return self.finish(h, ctx), probs
 
     def attend(
-        self, qkv: torch.Tensor, mask: torch.Tensor, need_probs: bool = False
+        self, qkv: torch.Tensor, mask: torch.Tensor, need_probs: bool = False, compiled: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Self-attention of the projected tokens: qkv [B, T, 3D] -> context [B, T, D] (and the
-        probabilities [B, H, T, T] if asked for). No weights: the int8 path runs it between its graphs."""
+        probabilities [B, H, T, T] if asked for). No weights: the int8 path runs it between its graphs.
+
+        compiled: the caller runs this under torch.compile, so short rows take the form Inductor
+        fuses (in eager it would materialise [B, H, T, T, Dh]). The kernel is picked by the padded
+        width T, so a compiled caller gets one graph per width class."""
         b, t, d3 = qkv.shape
         d = d3 // 3
         dh = d // self.heads
         q, k, v = qkv.view(b, t, 3, self.heads, dh).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, Dh]
         keys = mask[:, None, None, :]  # [B, 1, 1, T]
         probs = None
-        if need_probs or t <= EXPLICIT_ATTENTION_MAX_TOKENS:
+        if need_probs or (not compiled and t <= EXPLICIT_ATTENTION_MAX_TOKENS):
             # Explicit: in fp32 when the probabilities rank tokens, so the ranking does not depend on
             # the dtype. For short rows, because two small matmuls beat the fused kernel, whose
             # per-(row, head) set-up dominates at a few tokens (benchmarks/encoder.py --fused-attention).
@@ -88,6 +96,8 @@ class Layer(nn.Module):
             weights = scores.masked_fill(~keys, float("-inf")).softmax(-1)  # [B, H, T, T]
             ctx = (weights.to(dt) @ v.to(dt)).to(v.dtype)
             probs = weights if need_probs else None
+        elif compiled and t <= COMPILED_ATTENTION_MAX_TOKENS:
+            ctx = _summed_attention(q, k, v, keys)
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # [B, H, T, Dh]
         return ctx.transpose(1, 2).reshape(b, t, d), probs
@@ -96,6 +106,17 @@ class Layer(nn.Module):
         """The rest of the layer after attention: h, ctx [B, T, D] -> [B, T, D]."""
         h = self.attn_norm(h + self.attn_out(ctx))
         return self.ffn_norm(h + self.ffn_out(self.act(self.ffn_in(h))))
+
+
+def _summed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Attention as broadcast products and sums, normalised after the weighted sum: q, k, v
+    [B, H, T, Dh], keys [B, 1, 1, T] bool -> [B, H, T, Dh]. Inductor fuses it into loops over the
+    few tokens, where bmm and a separate softmax pay a call and a pass over [B, H, T, T] each."""
+    scale = 1 / math.sqrt(q.shape[-1])
+    scores = (q[:, :, :, None, :] * k[:, :, None, :, :]).sum(-1) * scale  # [B, H, T, T]
+    scores = scores.masked_fill(~keys, float("-inf"))  # every row has a real token: the max is finite
+    e = (scores - scores.amax(-1, keepdim=True)).exp()  # [B, H, T, T]
+    return (e[..., None] * v[:, :, None, :, :]).sum(-2) / e.sum(-1, keepdim=True)  # [B, H, T, Dh]
 
 
 class Bert(nn.Module):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from prune.bert import EXPLICIT_ATTENTION_MAX_TOKENS, Bert, Layer
+from prune.bert import COMPILED_ATTENTION_MAX_TOKENS, Bert, Layer
 from prune.errors import ConfigError
 
 MAX_ROWS = 4096  # the exported graphs' dynamic range: rows per batch, tokens per row
@@ -67,7 +67,7 @@ class QuantisedLayer(nn.Module):
         self.compiled = torch.compile(_own_code(self._int8, id(self)), dynamic=True)
 
     def _int8(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        ctx, _ = self.float_layer.attend(self.project(h), mask)  # [B, T, D]
+        ctx, _ = self.float_layer.attend(self.project(h), mask, compiled=True)  # [B, T, D]
         return self.finish(h, ctx)  # [B, T, D]
 
     def forward(
@@ -159,7 +159,7 @@ def _compile_now(bert: Bert) -> None:
     with torch.inference_mode(), warnings.catch_warnings():
         # Inductor's own int8 lowering copies a tensor in a way torch warns about
         warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-        for width in (8, EXPLICIT_ATTENTION_MAX_TOKENS + 1):
+        for width in (8, COMPILED_ATTENTION_MAX_TOKENS + 1):
             ids = torch.full((2, width), 100, dtype=torch.long)  # [B, T]
             mask = torch.ones(2, width, dtype=torch.bool)  # [B, T]
             h = bert.embeddings(ids)  # [B, T, D]

@@ -1,5 +1,6 @@
-"""Layer.attend: the explicit kernel for short rows and the fused one for long rows agree with
-the fp32 attention probabilities, on the real model's weights, with padded rows."""
+"""Layer.attend: each kernel (explicit matmuls, summed products for compiled short rows, the fused
+kernel for long rows) agrees with the fp32 attention probabilities, on the real model's weights,
+with padded rows."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import pytest
 import torch
 
 from prune import Encoder
-from prune.bert import EXPLICIT_ATTENTION_MAX_TOKENS
+from prune.bert import COMPILED_ATTENTION_MAX_TOKENS, EXPLICIT_ATTENTION_MAX_TOKENS
+
+WIDTHS = [3, 17, COMPILED_ATTENTION_MAX_TOKENS, COMPILED_ATTENTION_MAX_TOKENS + 1]
+WIDTHS += [EXPLICIT_ATTENTION_MAX_TOKENS, EXPLICIT_ATTENTION_MAX_TOKENS + 1, 150]
 
 
-@pytest.mark.parametrize("width", [3, 17, EXPLICIT_ATTENTION_MAX_TOKENS, EXPLICIT_ATTENTION_MAX_TOKENS + 1, 150])
-def test_both_attention_kernels_match_the_probabilities(encoder: Encoder, width: int) -> None:
+# compiled=True is run eagerly here: the same arithmetic Inductor compiles for the int8 layers
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled-form"])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_attention_kernel_matches_the_probabilities(encoder: Encoder, width: int, compiled: bool) -> None:
     layer = encoder.bert.layers[0]
     gen = torch.Generator().manual_seed(width)
     h = torch.randn(5, width, encoder.dim, generator=gen)  # [B, T, D]
@@ -19,7 +25,7 @@ def test_both_attention_kernels_match_the_probabilities(encoder: Encoder, width:
     mask = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
     with torch.inference_mode():
         qkv = layer.qkv(h)  # [B, T, 3D]
-        got, no_probs = layer.attend(qkv, mask)
+        got, no_probs = layer.attend(qkv, mask, compiled=compiled)
         want, probs = layer.attend(qkv, mask, need_probs=True)
     assert no_probs is None and probs is not None
     assert got.shape == want.shape == (5, width, encoder.dim)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from prune import Encoder, EncoderOptions
-from prune.bert import EXPLICIT_ATTENTION_MAX_TOKENS
+from prune.bert import COMPILED_ATTENTION_MAX_TOKENS
 from prune.errors import ConfigError
 from prune.head import linear_head
 from prune.int8 import calibration_texts
@@ -128,7 +128,7 @@ def test_int8_single_row_and_new_shapes_need_no_recompile(int8: Encoder, encoder
     assert before >= 6  # the counter sees the layers compiled when the encoder loaded
     long = " ".join(["my card payment was declined twice at the same shop and I was charged anyway"] * 5)
     texts = ["block my card", "what is the exchange rate for sending money to france today please", long]
-    assert len(encoder.tokenize([long])[0][0]) > EXPLICIT_ATTENTION_MAX_TOKENS  # the long-row graph
+    assert len(encoder.tokenize([long])[0][0]) > COMPILED_ATTENTION_MAX_TOKENS  # the long-row graph
     for batch in ([texts[0]], [texts[1]], texts * 7, [long]):  # 1 row, 1 longer row, 21 rows, 1 long row
         got = int8.encode(batch).embeddings
         cos = (encoder.encode(batch).embeddings * got).sum(1)  # [N]
