@@ -91,13 +91,10 @@ class Layer(nn.Module):
             # Explicit: in fp32 when the probabilities rank tokens, so the ranking does not depend on
             # the dtype. For short rows, because two small matmuls beat the fused kernel, whose
             # per-(row, head) set-up dominates at a few tokens (benchmarks/encoder.py --fused-attention).
-            dt = torch.float32 if need_probs else v.dtype
-            scores = q.to(dt) @ k.to(dt).transpose(-1, -2) / math.sqrt(dh)  # [B, H, T, T]
-            weights = scores.masked_fill(~keys, float("-inf")).softmax(-1)  # [B, H, T, T]
-            ctx = (weights.to(dt) @ v.to(dt)).to(v.dtype)
+            ctx, weights = matmul_attention(q, k, v, keys, torch.float32 if need_probs else v.dtype)
             probs = weights if need_probs else None
         elif compiled and t <= COMPILED_ATTENTION_MAX_TOKENS:
-            ctx = _summed_attention(q, k, v, keys)
+            ctx = summed_attention(q, k, v, keys)  # [B, H, T, Dh]
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # [B, H, T, Dh]
         return ctx.transpose(1, 2).reshape(b, t, d), probs
@@ -108,15 +105,30 @@ class Layer(nn.Module):
         return self.ffn_norm(h + self.ffn_out(self.act(self.ffn_in(h))))
 
 
-def _summed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+def matmul_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, dt: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention as two matmuls and a masked softmax in ``dt``: q, k, v [B, H, T, Dh], keys
+    [B, 1, 1, T] bool -> context [B, H, T, Dh] (in v's dtype) and probabilities [B, H, T, T]."""
+    scores = q.to(dt) @ k.to(dt).transpose(-1, -2) / math.sqrt(q.shape[-1])  # [B, H, T, T]
+    weights = scores.masked_fill(~keys, float("-inf")).softmax(-1)  # [B, H, T, T]
+    return (weights.to(dt) @ v.to(dt)).to(v.dtype), weights
+
+
+def summed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """Attention as broadcast products and sums, normalised after the weighted sum: q, k, v
     [B, H, T, Dh], keys [B, 1, 1, T] bool -> [B, H, T, Dh]. Inductor fuses it into loops over the
-    few tokens, where bmm and a separate softmax pay a call and a pass over [B, H, T, T] each."""
+    few tokens, where bmm and a separate softmax pay a call and a pass over [B, H, T, T] each. The
+    heads are the innermost axis of the scores, [B, Tq, Tk, H], so that Inductor's vector loops run
+    over the model's fixed number of heads, not over a few tokens (which left the exp in scalar
+    tail loops)."""
     scale = 1 / math.sqrt(q.shape[-1])
-    scores = (q[:, :, :, None, :] * k[:, :, None, :, :]).sum(-1) * scale  # [B, H, T, T]
-    scores = scores.masked_fill(~keys, float("-inf"))  # every row has a real token: the max is finite
-    e = (scores - scores.amax(-1, keepdim=True)).exp()  # [B, H, T, T]
-    return (e[..., None] * v[:, :, None, :, :]).sum(-2) / e.sum(-1, keepdim=True)  # [B, H, T, Dh]
+    q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # [B, T, H, Dh]
+    scores = (q[:, :, None] * k[:, None]).sum(-1) * scale  # [B, Tq, Tk, H]
+    scores = scores.masked_fill(~keys[:, :, 0, :, None], float("-inf"))  # every row has a real token
+    e = (scores - scores.amax(2, keepdim=True)).exp()  # [B, Tq, Tk, H]
+    ctx = (e[..., None] * v[:, None]).sum(2) / e.sum(2)[..., None]  # [B, Tq, H, Dh]
+    return ctx.transpose(1, 2)  # [B, H, T, Dh]
 
 
 class Bert(nn.Module):
