@@ -20,30 +20,25 @@ import click
 import torch
 import torch.nn.functional as F
 
-from prune.bert import matmul_attention, summed_attention
+from prune.bert import matmul_attention, split_heads, summed_attention
 from prune.cpu import cpu_model
 
 HEADS, HEAD_DIM = 12, 32
 Form = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _split(qkv: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    b, t, _ = qkv.shape
-    return qkv.view(b, t, 3, HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, Dh] each
-
-
 def matmul_form(qkv: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    q, k, v = _split(qkv)
+    q, k, v = split_heads(qkv, HEADS)
     return matmul_attention(q, k, v, keys, v.dtype)[0]
 
 
 def summed_form(qkv: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    q, k, v = _split(qkv)
+    q, k, v = split_heads(qkv, HEADS)
     return summed_attention(q, k, v, keys)
 
 
 def fused_form(qkv: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    q, k, v = _split(qkv)
+    q, k, v = split_heads(qkv, HEADS)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=keys)
 
 

@@ -81,10 +81,8 @@ class Layer(nn.Module):
         compiled: the caller runs this under torch.compile, so short rows take the form Inductor
         fuses (in eager it would materialise [B, H, T, T, Dh]). The kernel is picked by the padded
         width T, so a compiled caller gets one graph per width class."""
-        b, t, d3 = qkv.shape
-        d = d3 // 3
-        dh = d // self.heads
-        q, k, v = qkv.view(b, t, 3, self.heads, dh).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, Dh]
+        b, t, _ = qkv.shape
+        q, k, v = split_heads(qkv, self.heads)  # [B, H, T, Dh] each
         keys = mask[:, None, None, :]  # [B, 1, 1, T]
         probs = None
         if need_probs or (not compiled and t <= EXPLICIT_ATTENTION_MAX_TOKENS):
@@ -97,12 +95,19 @@ class Layer(nn.Module):
             ctx = summed_attention(q, k, v, keys)  # [B, H, T, Dh]
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # [B, H, T, Dh]
-        return ctx.transpose(1, 2).reshape(b, t, d), probs
+        return ctx.transpose(1, 2).reshape(b, t, qkv.shape[-1] // 3), probs
 
     def finish(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         """The rest of the layer after attention: h, ctx [B, T, D] -> [B, T, D]."""
         h = self.attn_norm(h + self.attn_out(ctx))
         return self.ffn_norm(h + self.ffn_out(self.act(self.ffn_in(h))))
+
+
+def split_heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fused projection qkv [B, T, 3D] as q, k, v [B, H, T, Dh] (views, no copy)."""
+    b, t, d3 = qkv.shape
+    q, k, v = qkv.view(b, t, 3, heads, d3 // (3 * heads)).permute(2, 0, 3, 1, 4).unbind(0)
+    return q, k, v
 
 
 def matmul_attention(
@@ -112,7 +117,7 @@ def matmul_attention(
     [B, 1, 1, T] bool -> context [B, H, T, Dh] (in v's dtype) and probabilities [B, H, T, T]."""
     scores = q.to(dt) @ k.to(dt).transpose(-1, -2) / math.sqrt(q.shape[-1])  # [B, H, T, T]
     weights = scores.masked_fill(~keys, float("-inf")).softmax(-1)  # [B, H, T, T]
-    return (weights.to(dt) @ v.to(dt)).to(v.dtype), weights
+    return (weights @ v.to(dt)).to(v.dtype), weights
 
 
 def summed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
