@@ -8,11 +8,13 @@ Peers (sentence-transformers' own backends, exported offline from the packaged m
   default calibration set of sentence-transformers comes from the Hub); CPU pinning off.
 Ours: fp32, bf16, a small job's default (``--dtype auto --prune tuned``), and static int8
 (``--dtype int8``, torchao PT2E + Inductor), unpruned and with the tuned pruning (a large job's
-default on a CPU with AMX-INT8 or AVX512-VNNI).
+default on a CPU with AMX-INT8 or AVX512-VNNI), and the latter as a job's actor runs it.
 
 Every repeat runs every variant once on the BANKING77 test texts, in a rotated order; medians.
 With ``--streams N`` each variant runs as N processes side by side that share the threads and
-split the texts, as a batch job runs one single-thread stream per CPU.
+split the texts. A job's actor runs one single-thread stream per CPU as threads of one process:
+the variant "in a job actor's streams" does so in every layout, so that a ``--streams 2`` run
+sets it against each peer at two processes.
 Each variant's few-shot accuracy is measured with the ``jobs eval`` protocol (BANKING77, train
 support, test queries, default head, 5 seeds), because a fast variant that loses accuracy is no win.
 Needs the ``[peers]`` extra:
@@ -62,6 +64,29 @@ def _ours(dtype: str, tuned: bool) -> Builder:
     def build(model_dir: Path, work: Path, calibration: list[str], threads: int) -> Embed:
         enc = Encoder(None, tuned_default() if tuned else None, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
         return lambda texts: enc.encode(texts).embeddings
+
+    return build
+
+
+def _ours_actor(dtype: str, tuned: bool) -> Builder:
+    """Ours as a job's actor runs it: one process, ``threads`` single-thread encode streams (Python
+    threads sharing the encoder, workers.actor.ClassifierWorker), each on every threads-th text."""
+
+    def build(model_dir: Path, work: Path, calibration: list[str], threads: int) -> Embed:
+        from concurrent.futures import ThreadPoolExecutor
+
+        torch.set_num_threads(1)  # before the encoder loads: int8 compiles its kernels for 1 thread
+        enc = Encoder(None, tuned_default() if tuned else None, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="encode")
+
+        def run(texts: list[str]) -> np.ndarray:
+            shares = list(pool.map(lambda i: enc.encode(texts[i::threads]).embeddings, range(threads)))
+            out = np.empty((len(texts), shares[0].shape[1]), dtype=np.float32)  # [N, D]
+            for i, share in enumerate(shares):
+                out[i::threads] = share
+            return out
+
+        return run
 
     return build
 
@@ -156,7 +181,10 @@ VARIANTS: dict[str, tuple[str, Builder]] = {  # name -> (peer or ours, builder)
     "ours small-job default (dtype auto, prune tuned)": ("ours", _ours("auto", tuned=True)),
     "ours int8": ("ours", _ours("int8", tuned=False)),
     "ours int8, prune tuned (a large job's default on AMX-INT8)": ("ours", _ours("int8", tuned=True)),
+    "ours int8, prune tuned, in a job actor's streams": ("ours", _ours_actor("int8", tuned=True)),
 }
+# a job's actor: one process of single-thread streams, in every layout
+ONE_PROCESS = frozenset({"ours int8, prune tuned, in a job actor's streams"})
 
 
 def _serve(conn: Connection, name: str, model_dir: Path, work: Path, calibration: list[str], threads: int) -> None:
@@ -211,6 +239,8 @@ class Variant:
         self, name: str, model_dir: Path, work: Path, calibration: list[str], threads: int, streams: int
     ) -> None:
         self.name, self.kind = name, VARIANTS[name][0]
+        if name in ONE_PROCESS:  # its streams are threads of one process, whatever --streams says
+            streams = 1
         # one after another (a Worker returns once loaded): the first may export what the others read
         self.workers = [Worker(name, model_dir, work, calibration, threads // streams) for _ in range(streams)]
 
