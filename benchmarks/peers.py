@@ -392,7 +392,8 @@ def _report(
         f"\n{len(texts)} BANKING77 test texts, {threads} threads in {streams} stream(s), "
         f"{repeats} interleaved repeats, medians; "
         f"CPU {cpu_model()} (bf16 native: {native_bf16()}). Fastest peer within 0.5 pt of fp32 at 10 shots: "
-        f"{fastest['variant']}. Accuracy: BANKING77 test, train support, head auto, {seeds} seeds.\n"
+        f"{fastest['variant'] if peers else 'none in this run (x fastest peer: to the first variant)'}. "
+        f"Accuracy: BANKING77 test, train support, head auto, {seeds} seeds.\n"
     )
     click.echo("| variant | utt/s | x ST fp32 | x fastest peer | mean / min cosine | 5-shot | 10-shot |")
     click.echo("|---|---:|---:|---:|---:|---:|---:|")
@@ -413,7 +414,7 @@ def _report(
                     "threads": threads,
                     "streams": streams,
                     "seeds": seeds,
-                    "fastest_peer": fastest["variant"],
+                    "fastest_peer": fastest["variant"] if peers else None,
                     "machine": machine,
                     "results": rows,
                 },
