@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.errors import PlanError
+from workers.input_columns import part_type
 from workers.job_spec import DEFAULT_UNIT_ROWS, Columns
 from workers.parquet_io import resolve
 from workers.unit import Unit
@@ -134,6 +135,27 @@ def _check_schema(uri: str, schema: pa.Schema, columns: Columns) -> list[str]:
     return problems
 
 
+def _type_conflicts(schemas: dict[str, pa.Schema]) -> list[str]:
+    """A problem per column whose types in different files do not unify, as ``jobs query`` unifies
+    the labelled part files (which keep every input column, dictionaries decoded): such a job would
+    label every row and then leave an output that cannot be read as one table."""
+    seen: dict[str, dict[pa.DataType, str]] = {}  # column -> its type in the parts -> the first file with it
+    for uri, file_schema in schemas.items():
+        for f in file_schema:
+            seen.setdefault(f.name, {}).setdefault(part_type(f.type), uri)
+    problems = []
+    for name, types in seen.items():
+        try:
+            pa.unify_schemas([pa.schema([pa.field(name, t)]) for t in types], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            found = ", ".join(f"{t} in {uri}" for t, uri in types.items())
+            problems.append(
+                f"column {name!r} has types that do not combine across files ({found}); "
+                "the labelled output could not be read as one table: write it with one type in every file"
+            )
+    return problems
+
+
 def _bounds(group_rows: list[int]) -> list[int]:
     """Row index where each row group starts, then the file's row count."""
     return [0, *itertools.accumulate(group_rows)]
@@ -176,6 +198,7 @@ def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -
     empty: list[str] = []
     bounds: dict[str, list[int]] = {}
     schema: pa.Schema | None = None
+    schemas: dict[str, pa.Schema] = {}
     for uri in files:
         fs, path = resolve(uri)
         try:
@@ -186,6 +209,7 @@ def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -
             problems.append(f"{uri}: not a readable Parquet file ({exc})")
             continue
         problems += _check_schema(uri, file_schema, columns)
+        schemas[uri] = file_schema
         if schema is None:
             schema = file_schema
         if meta.num_rows == 0:
@@ -193,6 +217,7 @@ def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -
             continue
         bounds[uri] = _bounds([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
         units += [_unit(uri, bounds[uri], a, n) for a, n in _ranges(bounds[uri], unit_rows)]
+    problems += _type_conflicts(schemas)
     if problems:
         shown = "\n  ".join(problems[:20]) + (f"\n  and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise PlanError(f"{len(problems)} problem(s) with the input, nothing was started:\n  {shown}")

@@ -54,6 +54,7 @@ def test_plan_cuts_units_on_row_groups_deterministically(tmp_path: Path) -> None
         ("zero-byte file", "not a readable Parquet file"),
         ("non-parquet files", "not .parquet: "),
         ("output column clash", "clash with the output columns"),
+        ("id type differs across files", "column 'id' has types that do not combine across files (string in"),
         ("missing input", "does not exist"),
     ],
 )
@@ -69,6 +70,8 @@ def test_bad_input_fails_before_start(case: str, message: str, tmp_path: Path, r
         (folder / "x.parquet").write_bytes(b"")
     elif case == "non-parquet files":
         (folder / "notes.csv").write_text("a,b\n")
+    elif case == "id type differs across files":  # would label every row, then fail `jobs query`
+        pq.write_table(pa.table({"id": [7], "tenant": ["acme"], "text": ["hi"]}), folder / "x.parquet")
     elif case == "output column clash":
         pq.write_table(
             pa.table({"id": ["a"], "tenant": ["acme"], "text": ["hi"], "intent": ["x"]}), folder / "x.parquet"
@@ -179,3 +182,13 @@ def test_output_of_another_job_is_refused(tmp_path: Path, redis_url: str, prefix
     assert r.returncode == 4 and "belongs to job someone-else" in r.stderr
     r = submit(redis_url, prefix, "--resume", "never-was", "--input", "x", "--output", "y")
     assert r.returncode == 4 and "nothing to resume" in r.stderr
+
+
+def test_column_types_that_become_one_type_in_the_parts_are_accepted(tmp_path: Path) -> None:
+    folder = good(tmp_path / "in")
+    ids = pa.array(["a", "b"]).dictionary_encode()  # pandas' category dtype; the parts hold it as string
+    pq.write_table(
+        pa.table({"id": ids, "tenant": ["acme"] * 2, "text": pa.array(["hi", "yo"], pa.large_string())}),
+        folder / "x.parquet",
+    )
+    assert plan(str(folder), Columns()).rows == 102

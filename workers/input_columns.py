@@ -6,7 +6,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 
-def _plain(t: pa.DataType) -> pa.DataType:
+def part_type(t: pa.DataType) -> pa.DataType:
+    """The type an input column of type ``t`` has in the part files (text and tenant aside)."""
     if pa.types.is_dictionary(t):
         t = t.value_type
     if pa.types.is_large_string(t) or pa.types.is_null(t):
@@ -21,7 +22,7 @@ def normalized(table: pa.Table, string_columns: tuple[str, ...] = ()) -> pa.Tabl
     files written by pandas, pyarrow or Spark give part files of one schema. ``string_columns``
     (text, tenant) are strings even when a file holds only nulls there."""
     for i, f in enumerate(table.schema):
-        want = pa.string() if f.name in string_columns else _plain(f.type)
+        want = pa.string() if f.name in string_columns else part_type(f.type)
         if f.type != want:
             table = table.set_column(i, pa.field(f.name, want, f.nullable, f.metadata), table.column(i).cast(want))
     return table
