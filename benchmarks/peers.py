@@ -76,11 +76,11 @@ def _ours_actor(dtype: str, tuned: bool) -> Builder:
         from concurrent.futures import ThreadPoolExecutor
 
         torch.set_num_threads(1)  # before the encoder loads: int8 compiles its kernels for 1 thread
-        enc = Encoder(None, tuned_default() if tuned else None, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
+        embed = _ours(dtype, tuned)(model_dir, work, calibration, 1)
         pool = ThreadPoolExecutor(threads, thread_name_prefix="encode")
 
         def run(texts: list[str]) -> np.ndarray:
-            shares = list(pool.map(lambda i: enc.encode(texts[i::threads]).embeddings, range(threads)))
+            shares = list(pool.map(lambda i: embed(texts[i::threads]), range(threads)))
             out = np.empty((len(texts), shares[0].shape[1]), dtype=np.float32)  # [N, D]
             for i, share in enumerate(shares):
                 out[i::threads] = share
@@ -169,6 +169,7 @@ def _openvino(precision: str) -> Builder:
     return build
 
 
+ACTOR = "ours int8, prune tuned, in a job actor's streams"
 VARIANTS: dict[str, tuple[str, Builder]] = {  # name -> (peer or ours, builder)
     "sentence-transformers fp32 (torch)": ("peer", _st_torch),
     "ONNX Runtime fp32": ("peer", _onnx(int8=False)),
@@ -181,10 +182,9 @@ VARIANTS: dict[str, tuple[str, Builder]] = {  # name -> (peer or ours, builder)
     "ours small-job default (dtype auto, prune tuned)": ("ours", _ours("auto", tuned=True)),
     "ours int8": ("ours", _ours("int8", tuned=False)),
     "ours int8, prune tuned (a large job's default on AMX-INT8)": ("ours", _ours("int8", tuned=True)),
-    "ours int8, prune tuned, in a job actor's streams": ("ours", _ours_actor("int8", tuned=True)),
+    ACTOR: ("ours", _ours_actor("int8", tuned=True)),
 }
-# a job's actor: one process of single-thread streams, in every layout
-ONE_PROCESS = frozenset({"ours int8, prune tuned, in a job actor's streams"})
+ONE_PROCESS = frozenset({ACTOR})  # a job's actor: one process of single-thread streams, in every layout
 
 
 def _serve(conn: Connection, name: str, model_dir: Path, work: Path, calibration: list[str], threads: int) -> None:

@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.errors import PlanError
-from workers.input_columns import part_type
+from workers.input_columns import combined_schema, part_type
 from workers.job_spec import DEFAULT_UNIT_ROWS, Columns
 from workers.parquet_io import resolve
 from workers.unit import Unit
@@ -146,8 +146,8 @@ def _type_conflicts(schemas: dict[str, pa.Schema]) -> list[str]:
     problems = []
     for name, types in seen.items():
         try:
-            pa.unify_schemas([pa.schema([pa.field(name, t)]) for t in types], promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            combined_schema([pa.schema([pa.field(name, t)]) for t in types])
+        except ValueError:
             found = ", ".join(f"{t} in {uri}" for t, uri in types.items())
             problems.append(
                 f"column {name!r} has types that do not combine across files ({found}); "
@@ -197,8 +197,7 @@ def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -
     units: list[Unit] = []
     empty: list[str] = []
     bounds: dict[str, list[int]] = {}
-    schema: pa.Schema | None = None
-    schemas: dict[str, pa.Schema] = {}
+    schemas: dict[str, pa.Schema] = {}  # of every readable file, in listing order
     for uri in files:
         fs, path = resolve(uri)
         try:
@@ -210,8 +209,6 @@ def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -
             continue
         problems += _check_schema(uri, file_schema, columns)
         schemas[uri] = file_schema
-        if schema is None:
-            schema = file_schema
         if meta.num_rows == 0:
             empty.append(uri)
             continue
@@ -221,7 +218,7 @@ def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -
     if problems:
         shown = "\n  ".join(problems[:20]) + (f"\n  and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise PlanError(f"{len(problems)} problem(s) with the input, nothing was started:\n  {shown}")
-    assert schema is not None
+    schema = next(iter(schemas.values()))  # list_files found at least one file, and all were readable
     return Plan(tuple(files), tuple(units), sum(u.rows for u in units), schema, tuple(empty), bounds)
 
 

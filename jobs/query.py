@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.errors import QueryError
+from workers.input_columns import combined_schema
 from workers.parquet_io import resolve
 
 VIEW = "labelled"
@@ -108,8 +109,8 @@ def open_dataset(output: str) -> ds.Dataset:
         except (pa.ArrowInvalid, OSError) as exc:
             raise QueryError(f"{f}: not a readable Parquet file ({exc})") from exc
     try:
-        schema = pa.unify_schemas(schemas, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        schema = combined_schema(schemas)
+    except ValueError as exc:
         raise QueryError(f"{output}: the part files have incompatible schemas ({exc})") from exc
     return ds.dataset(files, schema=schema, filesystem=fs, format="parquet")
 

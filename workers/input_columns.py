@@ -17,6 +17,15 @@ def part_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
+def combined_schema(schemas: list[pa.Schema]) -> pa.Schema:
+    """The one schema that part files of these schemas are read with (``jobs query``); raises
+    ValueError when some column's types do not combine."""
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def normalized(table: pa.Table, string_columns: tuple[str, ...] = ()) -> pa.Table:
     """Dictionary (categorical) columns decoded to their values and large strings as strings, so
     files written by pandas, pyarrow or Spark give part files of one schema. ``string_columns``
