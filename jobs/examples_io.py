@@ -76,21 +76,9 @@ def _read(path: Path, kind: str) -> pa.Table:
         if kind == "parquet":
             return pq.read_table(path)
         if kind == "csv":
-            if path.stat().st_size == 0:
-                raise ExamplesError(f"{path}: the file is empty; expected a header row and examples")
-            with path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                header = list(reader.fieldnames or [])
-                twice = sorted({n for n in header if header.count(n) > 1})
-                if twice:
-                    raise ExamplesError(
-                        f"{path}: the header names {', '.join(map(repr, twice))} more than once; "
-                        f"give each column a distinct name"
-                    )
-                rows = list(reader)
-                return pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in header]))
+            return _read_csv(path)
         rows = []
-        with path.open() as f:
+        with path.open(encoding="utf-8-sig") as f:  # a byte-order mark (Excel, Notepad) is not data
             for n, line in enumerate(f, start=1):
                 if line.strip():
                     try:
@@ -104,3 +92,33 @@ def _read(path: Path, kind: str) -> pa.Table:
         return pa.Table.from_pylist(rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ExamplesError(f"{path}: cannot read as {kind}: {exc}") from None
+
+
+def _read_csv(path: Path) -> pa.Table:
+    """A CSV whose every row has exactly the header's fields: an unquoted comma in a text would
+    otherwise shift the rest of the row into the label."""
+    if path.stat().st_size == 0:
+        raise ExamplesError(f"{path}: the file is empty; expected a header row and examples")
+    with path.open(newline="", encoding="utf-8-sig") as f:  # a byte-order mark (Excel) is not data
+        reader = csv.reader(f)
+        header = next(reader, [])
+        twice = sorted({n for n in header if header.count(n) > 1})
+        if twice:
+            raise ExamplesError(
+                f"{path}: the header names {', '.join(map(repr, twice))} more than once; "
+                f"give each column a distinct name"
+            )
+        rows, problems = [], []
+        for fields in reader:
+            if not fields:
+                continue  # a blank line
+            if len(fields) != len(header):
+                problems.append(f"line {reader.line_num} has {len(fields)} field(s)")
+            rows.append(dict(zip(header, fields, strict=False)))
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ExamplesError(
+            f"{path}: every row needs the header's {len(header)} field(s) ({', '.join(header)}), but {shown}. "
+            f'Quote a text that contains a comma, e.g. "I lost my card, help",lost_card'
+        )
+    return pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in header]))

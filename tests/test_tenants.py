@@ -17,6 +17,7 @@ import pytest
 import redis
 from safetensors.torch import load_file, save_file
 
+from jobs.examples_io import Examples, read_examples
 from prune import Encoder
 from prune.head import centroid_head, linear_head
 from tests.conftest import DATA_DIR, REDIS_PASSWORD, read_jsonl
@@ -155,6 +156,7 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
     pq.write_table(pa.table({"text": ["ok", None], "label": ["a", "b"]}), null_parquet)
     (tmp / "empty.csv").write_text("")
     (tmp / "header_only.csv").write_text("text,label\n")
+    (tmp / "comma.csv").write_text("text,label\nwhere is my card,card\nI lost my card, help,card\n")
     return {
         "missing columns": (write_jsonl(tmp / "cols.jsonl", [{"utterance": "x", "label": "a"}]), [], "missing column"),
         "empty file": (tmp / "empty.csv", [], "empty"),
@@ -176,6 +178,7 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
             "label is empty",
         ),
         "unknown format": (tmp / "x.txt", [], "unknown format"),
+        "unquoted comma in a csv text": (tmp / "comma.csv", [], "line 3 has 3 field(s)"),
     }
 
 
@@ -190,6 +193,14 @@ def test_bad_examples_clear_error_nothing_written(case: str, tmp_path: Path, red
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
     assert CentroidStore(connect(redis_url), prefix).tenants() == []
+
+
+def test_examples_with_a_byte_order_mark_and_quoted_commas_read_as_written(tmp_path: Path) -> None:
+    # Excel writes a UTF-8 byte-order mark before the header; a quoted text keeps its comma
+    (tmp_path / "bom.csv").write_bytes('\ufefftext,label\n"I lost my card, help",card\n\nrates?,fx\n'.encode())
+    (tmp_path / "bom.jsonl").write_bytes('\ufeff{"text": "rates?", "label": "fx"}\n'.encode())
+    assert read_examples(tmp_path / "bom.csv") == Examples(["I lost my card, help", "rates?"], ["card", "fx"])
+    assert read_examples(tmp_path / "bom.jsonl") == Examples(["rates?"], ["fx"])
 
 
 @pytest.mark.parametrize("tenant", ["a:b*", "x" * 300, ""])
