@@ -64,11 +64,29 @@ def read_examples(
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise ExamplesError(f"{path}: {len(problems)} bad row(s): {shown}. Fix or remove those rows")
     examples = Examples([str(t) for t in texts], [str(lab).strip() for lab in labels])
+    _check_one_intent_per_text(path, examples)
     if intents is not None:
         empty = sorted(set(intents) - set(examples.labels))
         if empty:
             raise ExamplesError(f"{path}: intent(s) {empty} have zero examples; every intent needs at least one")
     return examples
+
+
+def _check_one_intent_per_text(path: Path, examples: Examples) -> None:
+    """A text under two intents (compared as the uncased tokenizer sees it: case and runs of
+    whitespace do not count) is a labelling error: a head learns one intent per text."""
+    seen: dict[str, dict[str, int]] = {}
+    for row, (text, label) in enumerate(zip(examples.texts, examples.labels, strict=True), start=1):
+        seen.setdefault(" ".join(text.split()).casefold(), {}).setdefault(label, row)
+    conflicts = [rows for rows in seen.values() if len(rows) > 1]
+    if conflicts:
+        shown = "; ".join(
+            ", ".join(f"row {row} says {label!r}" for label, row in rows.items()) for rows in conflicts[:5]
+        ) + (f"; and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
+        raise ExamplesError(
+            f"{path}: {len(conflicts)} text(s) are labelled with more than one intent ({shown}). "
+            f"Keep one label per text"
+        )
 
 
 def _read(path: Path, kind: str) -> pa.Table:

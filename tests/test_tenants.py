@@ -179,6 +179,11 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
         ),
         "unknown format": (tmp / "x.txt", [], "unknown format"),
         "unquoted comma in a csv text": (tmp / "comma.csv", [], "line 3 has 3 field(s)"),
+        "one text under two intents": (
+            write_jsonl(tmp / "conflict.jsonl", [*good, {"text": "Where is  my card", "label": "fx"}]),
+            [],
+            "1 text(s) are labelled with more than one intent (row 1 says 'card', row 3 says 'fx')",
+        ),
     }
 
 
