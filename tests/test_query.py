@@ -202,6 +202,7 @@ ERRORS = [
     (["--sql", "SELECT * FROM read_text('/etc/hostname')"], "disabled"),
     (["--sql", "SELECT 1", "--count-by", "status"], "--sql replaces"),
     (["--format", "parquet"], "needs --out"),
+    (["--status", "ok,out-of-scope"], "unknown status 'out-of-scope'; the statuses are ok, out_of_scope"),
 ]
 
 

@@ -13,18 +13,17 @@ from prune import Encoder
 from prune.head import Head
 from workers.input_columns import decode_strings, normalized
 from workers.job_spec import Columns
+from workers.statuses import (
+    EMPTY_TEXT,
+    INVALID_TEXT,
+    MODEL_MISMATCH,
+    NO_TOKENS,
+    OK,
+    OUT_OF_SCOPE,
+    UNKNOWN_TENANT,
+)
 from workers.tenant_store import CentroidStore, FingerprintMismatch, TenantRecord, UnknownTenant
 
-OK, OUT_OF_SCOPE, UNKNOWN_TENANT, EMPTY_TEXT, MODEL_MISMATCH = (
-    "ok",
-    "out_of_scope",
-    "unknown_tenant",
-    "empty_text",
-    "model_mismatch",
-)
-INVALID_TEXT = "invalid_text"  # bytes that are not UTF-8: written with U+FFFD in their place
-NO_TOKENS = "no_tokens"  # a text the tokenizer reduces to nothing (zero-width or control characters)
-STATUSES = (OK, OUT_OF_SCOPE, UNKNOWN_TENANT, EMPTY_TEXT, MODEL_MISMATCH, INVALID_TEXT, NO_TOKENS)
 OUTPUT_FIELDS = [
     pa.field("intent", pa.string()),
     pa.field("score", pa.float32()),

@@ -8,6 +8,7 @@ import click
 
 from jobs.query import VIEW, Filters, Predicate, Query, QueryError, finished, select_sql
 from jobs.query_output import FORMATS, TABLE_ROWS, write_csv, write_json_lines, write_parquet, write_table
+from workers.statuses import STATUSES
 
 
 def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -15,11 +16,23 @@ def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
     return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
 
 
+def _statuses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """A misspelt status (out-of-scope) would match no row and look like an answer: refuse it."""
+    names = _names(ctx, param, values)
+    unknown = [n for n in names if n not in STATUSES]
+    if unknown:
+        shown = ", ".join(map(repr, unknown))
+        raise click.BadParameter(f"unknown status {shown}; the statuses are {', '.join(STATUSES)}")
+    return names
+
+
 @click.command()
 @click.argument("output")
 @click.option("--tenant", "tenants", multiple=True, callback=_names, help="Keep these tenants (repeatable).")
 @click.option("--intent", "intents", multiple=True, callback=_names, help="Keep these intents (repeatable).")
-@click.option("--status", "statuses", multiple=True, callback=_names, help="Keep these statuses: ok, out_of_scope, ...")
+@click.option(
+    "--status", "statuses", multiple=True, callback=_statuses, help=f"Keep these statuses: {', '.join(STATUSES)}."
+)
 @click.option("--min-score", type=float, default=None)
 @click.option("--max-score", type=float, default=None)
 @click.option(
