@@ -33,7 +33,8 @@ from prune.model import check_model
 from workers.connection import connect
 from workers.errors import RedisUnavailable
 from workers.job_spec import JobAddress, JobSpec
-from workers.parquet_io import write_text
+from workers.labels import EMPTY_PART, empty_part
+from workers.parquet_io import write_part, write_text
 from workers.queue import WorkQueue
 from workers.tenant_store import CentroidStore
 from workers.unit_stats import UnitStats
@@ -251,6 +252,9 @@ def _finish(job: _Job, spec: JobSpec, p: Plan, infos: list[dict[str, Any]], star
     for unit, error in reconcile(spec.output, {u.id: u.rows for u in p.units}, set(done)).items():
         del done[unit]
         dead.append({"unit": unit, "error": error})
+    if not p.units:  # input files without rows: still an output that reads as the job's columns
+        columns = tuple(c for c in (spec.columns.text, spec.columns.tenant) if c)
+        write_part(empty_part(p.schema, columns), spec.output, EMPTY_PART, {"job_id": job.id, "unit": EMPTY_PART})
     report = build_report(job.id, spec, p, done, dead, infos, time.time() - started, redis_url)
     write_text(spec.output, "_report.json", json.dumps(report.to_dict(), indent=2, allow_nan=False))
     if not report.dead_units and report.rows.written == report.rows.planned:

@@ -192,3 +192,44 @@ def test_column_types_that_become_one_type_in_the_parts_are_accepted(tmp_path: P
         folder / "x.parquet",
     )
     assert plan(str(folder), Columns()).rows == 102
+
+
+def test_input_without_rows_leaves_an_empty_part_that_reads_as_the_output(
+    tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    # a day without utterances: the job succeeds with 0 rows, and readers of the output (jobs query,
+    # DuckDB or Spark over part-*.parquet) get the job's columns instead of "no part files"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    empty = pa.table(
+        {"id": pa.array([], pa.int64()), "tenant": pa.array([], pa.string()), "text": pa.array([], pa.large_string())}
+    )
+    for name in ("a", "b"):
+        channel = pa.array([], pa.dictionary(pa.int32(), pa.string()))
+        pq.write_table(empty.append_column("channel", channel), folder / f"{name}.parquet")
+    out = tmp_path / "out"
+    r = submit(redis_url, prefix, "--input", str(folder), "--output", str(out), "--job-id", "nothing")
+    assert r.returncode == 0, r.stderr
+    assert (out / "_SUCCESS").exists() and json.loads((out / "_report.json").read_text())["rows"]["written"] == 0
+    [part] = out.glob("part-*.parquet")
+    schema = pq.read_schema(part)
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("id", "int64"),
+        ("tenant", "string"),
+        ("text", "string"),
+        ("channel", "string"),
+        ("intent", "string"),
+        ("score", "float"),
+        ("margin", "float"),
+        ("status", "string"),
+        ("tokens", "int32"),
+        ("tokens_kept", "int32"),
+    ]
+    assert pq.read_metadata(part).num_rows == 0
+    q = subprocess.run(
+        [sys.executable, "-m", "jobs", "query", str(out), "--count-by", "status"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert q.returncode == 0 and q.stdout.strip() == '"status","rows"', q.stderr

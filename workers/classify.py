@@ -13,25 +13,17 @@ from prune import Encoder
 from prune.head import Head
 from workers.input_columns import decode_strings, normalized
 from workers.job_spec import Columns
-from workers.statuses import (
+from workers.labels import (
     EMPTY_TEXT,
     INVALID_TEXT,
     MODEL_MISMATCH,
     NO_TOKENS,
     OK,
     OUT_OF_SCOPE,
+    OUTPUT_FIELDS,
     UNKNOWN_TENANT,
 )
 from workers.tenant_store import CentroidStore, FingerprintMismatch, TenantRecord, UnknownTenant
-
-OUTPUT_FIELDS = [
-    pa.field("intent", pa.string()),
-    pa.field("score", pa.float32()),
-    pa.field("margin", pa.float32()),
-    pa.field("status", pa.string()),
-    pa.field("tokens", pa.int32()),
-    pa.field("tokens_kept", pa.int32()),
-]
 
 
 class HeadCache:

@@ -8,7 +8,7 @@ import click
 
 from jobs.query import VIEW, Filters, Predicate, Query, QueryError, finished, select_sql
 from jobs.query_output import FORMATS, TABLE_ROWS, write_csv, write_json_lines, write_parquet, write_table
-from workers.statuses import STATUSES
+from workers.labels import STATUSES
 
 
 def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
