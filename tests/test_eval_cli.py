@@ -99,7 +99,9 @@ def test_eval_bad_config_and_missing_data(tiny_data: Path, tmp_path: Path) -> No
     r = jobs("eval", "--data-dir", str(tiny_data), "--config", "fp16")
     assert r.returncode == 2 and "DTYPE" in r.stderr
     r = jobs("eval", "--data-dir", str(tmp_path), "--dataset", "nope")
-    assert r.returncode == 2 and "not found" in r.stderr
+    assert r.returncode == 2 and "not found" in r.stderr and "holds no DATASET/SPLIT.jsonl files" in r.stderr
+    r = jobs("eval", "--data-dir", str(tiny_data), "--dataset", "banking77", "--split", "valid")
+    assert r.returncode == 2 and "holds banking77 (test, train); clinc150 (test, train, valid)" in r.stderr
 
 
 def test_tune_selects_and_reports(tiny_data: Path, tmp_path: Path) -> None:

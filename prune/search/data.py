@@ -32,11 +32,20 @@ class Split:
 def load_split(data_dir: str | Path, dataset: str, split: str) -> Split:
     path = Path(data_dir) / dataset / f"{split}.jsonl"
     if not path.exists():
-        raise DataError(
-            f"{path} not found: expected {dataset}/{split}.jsonl under the data folder "
-            f"(--data-dir, default {DEFAULT_DATA_DIR})"
-        )
+        raise DataError(f"{path} not found: {available(data_dir)}")
     return Split(*read_split(path))
+
+
+def available(data_dir: str | Path) -> str:
+    """What a data folder holds, for the error that names a missing dataset or split."""
+    root = Path(data_dir)
+    found = [
+        f"{d.name} ({', '.join(sorted(p.stem for p in d.glob('*.jsonl')))})"
+        for d in sorted(root.iterdir() if root.is_dir() else [])
+        if d.is_dir() and any(d.glob("*.jsonl"))
+    ]
+    where = f"the data folder {root} (--data-dir, default the packaged {DEFAULT_DATA_DIR})"
+    return f"{where} holds {'; '.join(found)}" if found else f"{where} holds no DATASET/SPLIT.jsonl files"
 
 
 def has_split(data_dir: str | Path, dataset: str, split: str) -> bool:

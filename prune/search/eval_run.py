@@ -15,7 +15,7 @@ from tqdm import tqdm
 from prune.config import EncoderOptions
 from prune.encoder import Encoder
 from prune.errors import ConfigError, DataError
-from prune.search.data import Split, has_split, load_split
+from prune.search.data import Split, available, has_split, load_split
 from prune.search.evaluate import EvalSettings, Variant, evaluate_variant, in_scope_texts
 from prune.search.timing import interleaved_seconds, median_ratios
 
@@ -36,7 +36,7 @@ def _load_splits(data_dir: str | Path, datasets: Sequence[str], split: str) -> d
     splits = {}
     for ds in datasets:
         if not has_split(data_dir, ds, split):
-            raise DataError(f"{Path(data_dir) / ds / (split + '.jsonl')} not found")
+            raise DataError(f"{Path(data_dir) / ds / (split + '.jsonl')} not found: {available(data_dir)}")
         splits[ds] = (load_split(data_dir, ds, "train"), load_split(data_dir, ds, split))
     return splits
 
