@@ -31,6 +31,10 @@ class ExamplesError(BadInput):
     """The examples file cannot be used; the message says what to fix."""
 
 
+class TextsError(BadInput):
+    """Texts to embed that cannot be read as given; the message names the lines."""
+
+
 class QueryError(BadInput):
     """A query that cannot run as given; the message says what was expected and what was found."""
 

@@ -67,6 +67,18 @@ def test_encode_jsonl() -> None:
     assert len(rows[0]["embedding"]) == 384
 
 
+def test_encode_refuses_lines_that_are_not_utf8_and_reads_crlf_and_a_bom(tmp_path: Path) -> None:
+    bad = subprocess.run(
+        [sys.executable, "-m", "jobs", "encode"], input=b"hello\n\xff\xfe bad\n\nlast", capture_output=True, cwd=REPO
+    )
+    assert bad.returncode == 2 and b"Traceback" not in bad.stderr and bad.stdout == b""
+    assert b"1 line(s) are not UTF-8: line 2 (byte 0xff at byte 1)" in bad.stderr
+    (tmp_path / "windows.txt").write_bytes(b"\xef\xbb\xbfhello world\r\n\r\nlast")
+    good = run("encode", "--input", str(tmp_path / "windows.txt"))
+    assert good.returncode == 0, good.stderr
+    assert [json.loads(line)["tokens"] for line in good.stdout.splitlines()] == [4, 2, 3]
+
+
 def test_bad_prune_config_exit_2() -> None:
     r = run("encode", "--prune", "s=1,q=0.5,l=1", stdin="x\n")
     assert r.returncode == 2

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
 from jobs.cli.options import DTYPE_HELP, build_encoder, csv_ints, csv_of, encoder_options
+from jobs.errors import TextsError
 from prune import PruneConfig
 from prune.config import DTYPE_CHOICES, resolve_dtype
 from prune.head import HEAD_KINDS
@@ -37,13 +38,13 @@ data_dir_option = click.option(
 @click.option(
     "--input",
     "input_file",
-    type=click.File("r"),
+    type=click.File("rb"),
     default="-",
-    help="One text per line (default: standard input).",
+    help="One UTF-8 text per line (default: standard input).",
 )
 def encode(model: str | None, prune: PruneConfig | None, dtype: str, token_budget: int, input_file) -> None:  # type: ignore[no-untyped-def]
     """Embed texts, one JSON object per line: tokens, tokens_kept, truncated, embedding."""
-    texts = [line.rstrip("\n") for line in input_file]
+    texts = read_lines(input_file)
     enc = build_encoder(model, prune, dtype, token_budget)
     result = enc.encode(texts)
     for i in range(len(result)):
@@ -57,6 +58,28 @@ def encode(model: str | None, prune: PruneConfig | None, dtype: str, token_budge
                 }
             )
         )
+
+
+def read_lines(stream: BinaryIO) -> list[str]:
+    """One text per line (a trailing CR LF or LF removed, and a leading byte-order mark), or a
+    TextsError naming every line that is not UTF-8: one output row per input line, never a
+    guessed decoding."""
+    texts: list[str] = []
+    bad: list[str] = []
+    for n, raw in enumerate(stream, start=1):
+        raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+        try:
+            texts.append(raw.decode("utf-8-sig" if n == 1 else "utf-8"))
+        except UnicodeDecodeError as exc:
+            bad.append(f"line {n} (byte {raw[exc.start]:#04x} at byte {exc.start + 1})")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        name = getattr(stream, "name", "<stdin>")
+        raise TextsError(
+            f"{name}: {len(bad)} line(s) are not UTF-8: {shown}. Re-encode the input as UTF-8 "
+            f"(for example: iconv -f latin1 -t utf-8)"
+        )
+    return texts
 
 
 @click.command("eval")
