@@ -113,8 +113,9 @@ def _read(path: Path, kind: str) -> pa.Table:
 
 
 def _read_csv(path: Path) -> pa.Table:
-    """A CSV whose every row has exactly the header's fields: an unquoted comma in a text would
-    otherwise shift the rest of the row into the label."""
+    """A CSV none of whose rows has more fields than the header: an unquoted comma in a text would
+    otherwise shift the rest of the row into the label. A short row reads its missing fields as
+    null (a missing text or label is then reported as such)."""
     if path.stat().st_size == 0:
         raise ExamplesError(f"{path}: the file is empty; expected a header row and examples")
     with path.open(newline="", encoding="utf-8-sig") as f:  # a byte-order mark (Excel) is not data
@@ -130,13 +131,13 @@ def _read_csv(path: Path) -> pa.Table:
         for fields in reader:
             if not fields:
                 continue  # a blank line
-            if len(fields) != len(header):
+            if len(fields) > len(header):
                 problems.append(f"line {reader.line_num} has {len(fields)} field(s)")
             rows.append(dict(zip(header, fields, strict=False)))
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise ExamplesError(
-            f"{path}: every row needs the header's {len(header)} field(s) ({', '.join(header)}), but {shown}. "
+            f"{path}: the header has {len(header)} field(s) ({', '.join(header)}), but {shown}. "
             f'Quote a text that contains a comma, e.g. "I lost my card, help",lost_card'
         )
     return pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in header]))
