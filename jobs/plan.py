@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from jobs.errors import PlanError
 from workers.input_columns import combined_schema, part_type
 from workers.job_spec import DEFAULT_UNIT_ROWS, Columns
+from workers.labels import OUTPUT_FIELDS
 from workers.parquet_io import resolve
 from workers.unit import Unit
 
@@ -128,8 +129,10 @@ def _check_schema(uri: str, schema: pa.Schema, columns: Columns) -> list[str]:
         if name not in schema.names:
             problems.append(f"{uri}: no column {name!r} (columns: {', '.join(schema.names)})")
         elif must_be_string and not _is_string(schema.field(name).type):
-            problems.append(f"{uri}: column {name!r} is {schema.field(name).type}, expected string")
-    reserved = {"intent", "score", "margin", "status", "tokens", "tokens_kept"} & set(schema.names)
+            problems.append(
+                f"{uri}: column {name!r} is {schema.field(name).type}, expected string (cast it when writing the file)"
+            )
+    reserved = {f.name for f in OUTPUT_FIELDS} & set(schema.names)
     if reserved:
         problems.append(f"{uri}: columns {sorted(reserved)} clash with the output columns; rename them")
     return problems
