@@ -203,6 +203,7 @@ ERRORS = [
     (["--sql", "SELECT 1", "--count-by", "status"], "--sql replaces"),
     (["--format", "parquet"], "needs --out"),
     (["--status", "ok,out-of-scope"], "unknown status 'out-of-scope'; the statuses are ok, out_of_scope"),
+    (["--out", "/nonexistent/hits.csv"], "the folder '/nonexistent' of '/nonexistent/hits.csv' does not exist"),
 ]
 
 
@@ -308,6 +309,14 @@ def test_report_show_and_bad_reports(runs: dict[str, Path], tmp_path: Path, caps
         assert code == 2 and message in err, (bad, err)
     code, _, err = jobs(capsys, monkeypatch, "report", "compare", str(runs["pruned"]))
     assert code == 2 and "at least two" in err
+    for plot, message in (
+        (tmp_path / "no" / "x.png", "does not exist; create it first"),
+        (tmp_path / "x.txt", "must end in"),
+    ):
+        code, _, err = jobs(
+            capsys, monkeypatch, "report", "compare", str(runs["pruned"]), str(runs["pruned"]), "--plot", str(plot)
+        )
+        assert code == 2 and message in err and not plot.exists(), (plot, err)
 
 
 def test_compare_warns_when_hardware_or_input_differ(runs: dict[str, Path], tmp_path: Path) -> None:

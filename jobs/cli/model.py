@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from jobs.cli.options import DTYPE_HELP, build_encoder, csv_ints, csv_of, encoder_options
+from jobs.cli.options import DTYPE_HELP, OutputFile, build_encoder, csv_ints, csv_of, encoder_options
 from jobs.errors import TextsError
 from prune import PruneConfig
 from prune.config import DTYPE_CHOICES, resolve_dtype
@@ -113,8 +113,8 @@ def read_lines(stream: BinaryIO) -> list[str]:
 )
 @click.option("--model", type=click.Path(file_okay=False), default=None)
 @click.option("--timing-repeats", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
-@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write the Markdown table here.")
+@click.option("--out", type=OutputFile(), default=None, help="Write the JSON report here.")
+@click.option("--markdown", type=OutputFile(), default=None, help="Write the Markdown table here.")
 def eval_command(
     data_dir: str,
     datasets: tuple[str, ...],
@@ -194,7 +194,7 @@ def eval_command(
     help="Report the chosen config on the test splits (1,2,3,5,10-shot, 5 seeds).",
 )
 @click.option("--model", type=click.Path(file_okay=False), default=None)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
+@click.option("--out", type=OutputFile(), default=None, help="Write the JSON report here.")
 @click.option(
     "--write-default",
     is_flag=True,
@@ -290,7 +290,7 @@ def _confirm_on_test(
 @click.option("--model", type=click.Path(file_okay=False), default=None)
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False),
+    type=OutputFile((".safetensors",)),
     default=None,
     help="Output file (default: <JOBS_HOME>/scorers/<model fingerprint>.safetensors, found by score=learned).",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,28 @@ DTYPE_HELP = (
     "In a classify job, auto means int8 on a node with AMX-INT8 or AVX512-VNNI when each actor has at least "
     f"{INT8_MIN_ROWS:,} rows to encode."
 )
+
+
+class OutputFile(click.Path):
+    """A file the command writes, checked before any work: its folder must exist and be writable
+    (an eval or a tune would otherwise fail at the end, after minutes, with a traceback), and its
+    name must end in one of ``suffixes`` when given."""
+
+    def __init__(self, suffixes: tuple[str, ...] = ()) -> None:
+        super().__init__(dir_okay=False, writable=True)
+        self.suffixes = suffixes
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        value = super().convert(value, param, ctx)
+        path = Path(value)
+        folder = path.parent
+        if not folder.is_dir():
+            self.fail(f"the folder {str(folder)!r} of {str(value)!r} does not exist; create it first", param, ctx)
+        if not os.access(folder, os.W_OK):
+            self.fail(f"the folder {str(folder)!r} of {str(value)!r} is not writable", param, ctx)
+        if self.suffixes and path.suffix.lower() not in self.suffixes:
+            self.fail(f"{str(value)!r} must end in {' or '.join(self.suffixes)}", param, ctx)
+        return value
 
 
 def prune_option(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> PruneConfig | None:

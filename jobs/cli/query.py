@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from jobs.cli.options import OutputFile
 from jobs.query import VIEW, Filters, Predicate, Query, QueryError, finished, select_sql
 from jobs.query_output import FORMATS, TABLE_ROWS, write_csv, write_json_lines, write_parquet, write_table
 from workers.labels import STATUSES
@@ -54,7 +55,7 @@ def _statuses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
     default=None,
     help="Default: table on a terminal, csv otherwise. json is JSON Lines.",
 )
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to this file instead of stdout.")
+@click.option("--out", type=OutputFile(), default=None, help="Write to this file instead of stdout.")
 def query(
     output: str,
     tenants: tuple[str, ...],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from jobs.cli.options import OutputFile
 from jobs.compare import compare_table, load, plot, show, warnings
 
 
@@ -21,7 +22,9 @@ def report_show(report: str) -> None:
 
 @report_group.command("compare")
 @click.argument("reports", nargs=-1, required=True)
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also draw a PNG here.")
+@click.option(
+    "--plot", "plot_path", type=OutputFile((".png", ".svg", ".pdf")), default=None, help="Also draw the figure here."
+)
 def report_compare(reports: tuple[str, ...], plot_path: str | None) -> None:
     """Compare REPORTS side by side, with ratios to the first.
 
