@@ -10,61 +10,54 @@ weights; every repeat runs both, in alternating order, and medians are reported.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
+import types
 import warnings
 from pathlib import Path
 
 import click
-import numpy as np
 import torch
 from results_io import write_record
 
 from prune import Encoder, EncoderOptions
-from prune.batching import token_batches
 from prune.bert import COMPILED_ATTENTION_MAX_TOKENS
-from prune.importance import LayerTrace
 from prune.int8 import QuantisedLayer, _own_code
-from prune.pruning import gather, keep_counts, select
 from prune.search.data import DEFAULT_DATA_DIR, load_split
 from prune.tuned import PACKAGED_TUNED_FILE, tuned_default
 
 
 class Block:
-    """Consecutive int8 layers as one compiled graph per width class: h [B, T, D] -> [B, T, D]."""
+    """Consecutive int8 layers as one compiled graph per width class, called as the encoder calls
+    a layer: (h [B, T, D], mask [B, T]) -> (h [B, T, D], None)."""
 
     def __init__(self, layers: list[QuantisedLayer]) -> None:
         self.layers = layers
         self.compiled = torch.compile(_own_code(self._run, id(self)), dynamic=True)
 
     def _run(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        for q in self.layers:
-            ctx, _ = q.float_layer.attend(q.project(h), mask, compiled=True)  # [B, T, D]
-            h = q.finish(h, ctx)  # [B, T, D]
+        for layer in self.layers:
+            h = layer._int8(h, mask)  # [B, T, D]
         return h
 
-    def __call__(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def __call__(self, h: torch.Tensor, mask: torch.Tensor, need_probs: bool = False) -> tuple[torch.Tensor, None]:
+        assert not need_probs, "a block has no fp32 layer for attention-scored pruning"
         with torch._inductor.config.patch(freezing=True):
-            return self.compiled(h, mask)
+            return self.compiled(h, mask), None
 
 
-def blocks_encode(encoder: Encoder, blocks: list[Block], texts: list[str]) -> np.ndarray:
-    """``encoder.encode(texts).embeddings`` with the layers run as ``blocks`` (split at the pruning layer)."""
-    prune, score = encoder.prune, encoder._score
-    assert prune is not None and score is not None and not score.needs_attention
-    ids, _ = encoder.tokenize(texts)
-    out = np.zeros((len(ids), encoder.dim), np.float32)
-    lengths = [len(x) for x in ids]
-    with torch.inference_mode():
-        for batch in token_batches(lengths, encoder.options.token_budget, encoder.options.max_batch_rows):
-            tokens, mask, n = encoder._batch_tensors([ids[i] for i in batch])  # [B, T], [B, T], [B]
-            keep = keep_counts(n, prune)  # [B]
-            h = blocks[0](encoder.bert.embeddings(tokens), mask)  # [B, T, D]
-            if bool((keep < n).any()):
-                index = select(score(LayerTrace(h, mask, None)), mask, keep)  # [B, T']
-                h, mask = gather(h, index, keep)  # [B, T', D], [B, T']
-            out[batch] = encoder._embed(blocks[1](h, mask), mask).numpy()
-    return out
+def as_blocks(encoder: Encoder) -> Encoder:
+    """``encoder`` (int8, pruned) with its layers run as two blocks split at the pruning layer: the
+    encoder's own ``encode``, with the blocks as its only two layers and the pruning after the first."""
+    assert encoder.prune is not None
+    layers: list[QuantisedLayer] = list(encoder.bert.layers)  # type: ignore[arg-type]
+    cut = encoder.prune.layer
+    other = encoder.with_prune(dataclasses.replace(encoder.prune, layer=1))
+    other.bert = types.SimpleNamespace(  # type: ignore[assignment]
+        embeddings=encoder.bert.embeddings, layers=[Block(layers[:cut]), Block(layers[cut:])]
+    )
+    return other
 
 
 @click.command()
@@ -75,20 +68,18 @@ def main(threads: int, repeats: int, out: Path | None) -> None:
     torch.set_num_threads(threads)
     texts = load_split(DEFAULT_DATA_DIR, "banking77", "test").texts
     encoder = Encoder(prune=tuned_default(PACKAGED_TUNED_FILE), options=EncoderOptions(dtype="int8"))
-    layers: list[QuantisedLayer] = list(encoder.bert.layers)  # type: ignore[arg-type]
-    cut = encoder.prune.layer  # type: ignore[union-attr]
-    blocks = [Block(layers[:cut]), Block(layers[cut:])]
+    blocks = as_blocks(encoder)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="To copy construct from a tensor")
         for width in (8, COMPILED_ATTENTION_MAX_TOKENS + 1):
-            blocks_encode(encoder, blocks, [" ".join(["word"] * (width - 2))] * 2)
+            blocks.encode([" ".join(["word"] * (width - 2))] * 2)
     compile_s = time.perf_counter() - start
-    shipped, merged = encoder.encode(texts).embeddings, blocks_encode(encoder, blocks, texts)
+    shipped, merged = encoder.encode(texts).embeddings, blocks.encode(texts).embeddings
     cosine = float((shipped * merged).sum(1).min())
     runs = {
         "per layer (shipped)": lambda: encoder.encode(texts),
-        "per block": lambda: blocks_encode(encoder, blocks, texts),
+        "per block": lambda: blocks.encode(texts),
     }
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(repeats):
