@@ -142,6 +142,16 @@ class Bert(nn.Module):
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
 
+    def run(
+        self, h: torch.Tensor, mask: torch.Tensor, start: int, stop: int, need_probs: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Layers ``start`` to ``stop - 1`` (0-based), one at a time: h [B, T, D] -> [B, T, D], with
+        the last layer's attention probabilities [B, H, T, T] if asked for."""
+        probs = None
+        for i in range(start, stop):
+            h, probs = self.layers[i](h, mask, need_probs=need_probs and i == stop - 1)
+        return h, probs
+
     def matmul_weights_to(self, dtype: torch.dtype) -> None:
         """Keep the layers' matmul weights in ``dtype`` (bf16: so autocast does not re-cast them per call)."""
         for layer in self.layers:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from prune.bert import Bert
 from prune.config import EncoderOptions, PruneConfig
 from prune.importance import LayerTrace, get_score
 from prune.pruning import gather, keep_counts, select
+
+if TYPE_CHECKING:
+    from prune.int8 import QuantisedStack
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Encoder:
         self.max_length = min(self.spec.max_seq_length, self.config.max_position_embeddings)
         self._set_prune(prune)
         self.bert = Bert(self.config)
+        self._stack: QuantisedStack | None = None  # int8: the layers run as compiled blocks
         self.bert.load_hf_state(state)
         self.bert.eval().requires_grad_(False)
         if self.options.dtype == "bfloat16":
@@ -66,7 +71,8 @@ class Encoder:
             ids, _ = self.tokenize(calibration_texts())
             lengths = [len(x) for x in ids]
             batches = token_batches(lengths, self.options.token_budget, self.options.max_batch_rows)
-            quantise(self.bert, (self._batch_tensors([ids[i] for i in b])[:2] for b in batches))
+            self._stack = quantise(self.bert, (self._batch_tensors([ids[i] for i in b])[:2] for b in batches))
+            self._stack.compile_now(self.bert.embeddings, self._ranges())
 
     def _set_prune(self, prune: PruneConfig | None) -> None:
         if prune is not None:
@@ -133,21 +139,34 @@ class Encoder:
         mask = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
         return ids, mask, lengths
 
+    def _ranges(self) -> list[tuple[int, int]]:
+        """The runs of layers (0-based start, stop) a forward asks for: all of them unpruned; split
+        at the pruning layer when pruned (also for batches with nothing to prune), and with an
+        attention-scored pruning layer run on its own, for its probabilities."""
+        n, prune = self.num_layers, self.prune
+        if prune is None:
+            return [(0, n)]
+        first = [(0, prune.layer - 1)] if self._score is not None and self._score.needs_attention else []
+        return [*first, (0, prune.layer), (prune.layer, n)]
+
     def _forward(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         ids, mask, lengths = self._batch_tensors(rows)  # [B, T], [B, T], [B]
         h = self.bert.embeddings(ids)  # [B, T, D]
-        prune, score = self.prune, self._score
-        keep = keep_counts(lengths, prune) if prune is not None else lengths  # [B]
-        # A batch in which no row is long enough to lose a token (short utterances) runs exactly
-        # the unpruned forward: no attention probabilities, no scoring, no gather.
-        pruning = prune is not None and bool((keep < lengths).any())
-        for depth, layer in enumerate(self.bert.layers, start=1):
-            at_prune = pruning and depth == prune.layer  # type: ignore[union-attr]
-            h, probs = layer(h, mask, need_probs=at_prune and score.needs_attention)
-            if at_prune:
-                importance = score(LayerTrace(h, mask, probs))  # [B, T]
-                index = select(importance, mask, keep)  # [B, T']
-                h, mask = gather(h, index, keep)  # [B, T', D], [B, T']
+        run = self._stack or self.bert.run
+        prune, score, n = self.prune, self._score, self.num_layers
+        if prune is None or score is None:
+            h, _ = run(h, mask, 0, n)
+            return self._embed(h, mask).numpy(), lengths.numpy().astype(np.int32)
+        keep = keep_counts(lengths, prune)  # [B]
+        # A batch in which no row is long enough to lose a token (short utterances) runs the same
+        # layers unpruned: no attention probabilities, no scoring, no gather.
+        pruning = bool((keep < lengths).any())
+        h, probs = run(h, mask, 0, prune.layer, need_probs=pruning and score.needs_attention)
+        if pruning:
+            importance = score(LayerTrace(h, mask, probs))  # [B, T]
+            index = select(importance, mask, keep)  # [B, T']
+            h, mask = gather(h, index, keep)  # [B, T', D], [B, T']
+        h, _ = run(h, mask, prune.layer, n)
         return self._embed(h, mask).numpy(), mask.sum(1).numpy().astype(np.int32)
 
     def _embed(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -164,8 +183,9 @@ class Encoder:
                 ids, mask, _ = self._batch_tensors([ids_all[i] for i in batch])
                 h = self.bert.embeddings(ids)
                 states = [h.float()]
-                for layer in self.bert.layers:
-                    h, _ = layer(h, mask)
+                run = self._stack or self.bert.run
+                for i in range(self.num_layers):
+                    h, _ = run(h, mask, i, i + 1)
                     states.append(h.float())
                 yield states, mask, self._embed(h, mask)
 
