@@ -140,32 +140,30 @@ class Encoder:
         return ids, mask, lengths
 
     def _ranges(self) -> list[tuple[int, int]]:
-        """The runs of layers (0-based start, stop) a forward asks for: all of them unpruned; split
-        at the pruning layer when pruned (also for batches with nothing to prune), and with an
-        attention-scored pruning layer run on its own, for its probabilities."""
-        n, prune = self.num_layers, self.prune
-        if prune is None:
+        """The runs of layers (0-based start, stop) a forward asks for: all of them (unpruned, and a
+        pruned encoder's batches with nothing to prune); and when pruned, split at the pruning layer,
+        with an attention-scored pruning layer run on its own, in fp32, for its probabilities."""
+        n, prune, score = self.num_layers, self.prune, self._score
+        if prune is None or score is None:
             return [(0, n)]
-        first = [(0, prune.layer - 1)] if self._score is not None and self._score.needs_attention else []
-        return [*first, (0, prune.layer), (prune.layer, n)]
+        first = (0, prune.layer - 1) if score.needs_attention else (0, prune.layer)
+        return [(0, n), first, (prune.layer, n)]
 
     def _forward(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         ids, mask, lengths = self._batch_tensors(rows)  # [B, T], [B, T], [B]
         h = self.bert.embeddings(ids)  # [B, T, D]
         run = self._stack or self.bert.run
         prune, score, n = self.prune, self._score, self.num_layers
-        if prune is None or score is None:
+        keep = keep_counts(lengths, prune) if prune is not None else lengths  # [B]
+        # A batch in which no row is long enough to lose a token (short utterances) runs exactly the
+        # unpruned forward: one run of all the layers, no attention probabilities, no scoring, no gather.
+        if prune is None or score is None or not bool((keep < lengths).any()):
             h, _ = run(h, mask, 0, n)
             return self._embed(h, mask).numpy(), lengths.numpy().astype(np.int32)
-        keep = keep_counts(lengths, prune)  # [B]
-        # A batch in which no row is long enough to lose a token (short utterances) runs the same
-        # layers unpruned: no attention probabilities, no scoring, no gather.
-        pruning = bool((keep < lengths).any())
-        h, probs = run(h, mask, 0, prune.layer, need_probs=pruning and score.needs_attention)
-        if pruning:
-            importance = score(LayerTrace(h, mask, probs))  # [B, T]
-            index = select(importance, mask, keep)  # [B, T']
-            h, mask = gather(h, index, keep)  # [B, T', D], [B, T']
+        h, probs = run(h, mask, 0, prune.layer, need_probs=score.needs_attention)
+        importance = score(LayerTrace(h, mask, probs))  # [B, T]
+        index = select(importance, mask, keep)  # [B, T']
+        h, mask = gather(h, index, keep)  # [B, T', D], [B, T']
         h, _ = run(h, mask, prune.layer, n)
         return self._embed(h, mask).numpy(), mask.sum(1).numpy().astype(np.int32)
 

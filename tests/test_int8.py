@@ -64,8 +64,8 @@ def test_int8_compiled_blocks_match_the_eager_quantised_layers(int8: Encoder, ba
 def test_int8_attention_scored_pruning_ranks_tokens_in_fp32(
     int8: Encoder, encoder: Encoder, banking_texts: list[str]
 ) -> None:
-    # layer 3 of 6: the compiled blocks for layers 1-2, 1-3 (batches with nothing to prune) and
-    # 4-6, with the fp32 copy of layer 3 for the attention probabilities that rank the tokens
+    # layer 3 of 6: the compiled blocks for layers 1-2 and 4-6, with the fp32 copy of layer 3 for
+    # the attention probabilities that rank the tokens; 1-6 for batches with nothing to prune
     prune = PruneConfig(min_tokens=8, quantile=0.3, layer=3, score="attention")
     pruned = int8.with_prune(prune)
     texts = banking_texts[:200]
@@ -82,9 +82,8 @@ def test_int8_attention_scored_pruning_ranks_tokens_in_fp32(
     # measured mean 0.9996; no min bound: a near-tie in layer 3's ranking can flip one kept token
     # between the two (min 0.966 on one row of 200, AMD EPYC Zen 4)
     assert cos.mean() >= 0.999, cos.mean()
-    short = ["hi", "block my card", "where is my new card"]  # nothing to prune: split, not pruned
-    cos = (pruned.encode(short).embeddings * int8.encode(short).embeddings).sum(1)  # [N]
-    assert cos.min() >= 0.9999, cos
+    short = ["hi", "block my card", "where is my new card"]  # nothing to prune: the unpruned graph itself
+    assert np.array_equal(pruned.encode(short).embeddings, int8.encode(short).embeddings)
 
 
 def test_int8_is_calibrated_on_train_texts_only() -> None:
