@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from prune import model as model_files
 from prune.batching import token_batches
-from prune.bert import Bert
+from prune.bert import COMPILED_ATTENTION_MAX_TOKENS, Bert
 from prune.config import EncoderOptions, PruneConfig
 from prune.importance import LayerTrace, get_score
 from prune.pruning import gather, keep_counts, select
@@ -72,7 +72,7 @@ class Encoder:
             lengths = [len(x) for x in ids]
             batches = token_batches(lengths, self.options.token_budget, self.options.max_batch_rows)
             self._stack = quantise(self.bert, (self._batch_tensors([ids[i] for i in b])[:2] for b in batches))
-            self._stack.compile_now(self.bert.embeddings, self._ranges())
+            self._stack.compile_now(self.bert.embeddings, self._graphs())
 
     def _set_prune(self, prune: PruneConfig | None) -> None:
         if prune is not None:
@@ -139,15 +139,24 @@ class Encoder:
         mask = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
         return ids, mask, lengths
 
-    def _ranges(self) -> list[tuple[int, int]]:
-        """The runs of layers (0-based start, stop) a forward asks for: all of them (unpruned, and a
-        pruned encoder's batches with nothing to prune); and when pruned, split at the pruning layer,
-        with an attention-scored pruning layer run on its own, in fp32, for its probabilities."""
+    def _graphs(self) -> list[tuple[int, int, int]]:
+        """The compiled int8 graphs a forward can reach, as (start, stop, width): each run of layers
+        it asks for (0-based) in ``Layer.attend``'s short-row branch (up to 32 tokens) and long-row
+        branch, less those the pruning rules out. A batch with nothing to prune runs all the layers
+        and is at most s tokens wide; one that prunes is wider than s, and runs up to the pruning
+        layer (an attention-scored one in fp32, for its probabilities), then the rest at s tokens
+        or more (its longest row keeps at least s)."""
+        cut = COMPILED_ATTENTION_MAX_TOKENS
+        short, long = 8, cut + 1  # a width in each branch, to compile it with
         n, prune, score = self.num_layers, self.prune, self._score
         if prune is None or score is None:
-            return [(0, n)]
+            return [(0, n, short), (0, n, long)]
+        s = prune.min_tokens
         first = (0, prune.layer - 1) if score.needs_attention else (0, prune.layer)
-        return [(0, n), first, (prune.layer, n)]
+        unpruned = [(0, n, short)] + ([(0, n, long)] if s > cut else [])
+        pruned = ([(*first, short)] if s < cut else []) + [(*first, long)]
+        rest = ([(prune.layer, n, short)] if s <= cut else []) + [(prune.layer, n, long)]
+        return [*unpruned, *pruned, *rest]
 
     def _forward(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         ids, mask, lengths = self._batch_tensors(rows)  # [B, T], [B, T], [B]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from prune.bert import COMPILED_ATTENTION_MAX_TOKENS, Bert, Layer
+from prune.bert import Bert, Layer
 from prune.errors import ConfigError
 
 MAX_ROWS = 4096  # the exported graphs' dynamic range: rows per batch, tokens per row
@@ -132,17 +132,16 @@ class QuantisedStack:
                 self._blocks[start, stop] = Block(self.layers[start:stop])
             return self._blocks[start, stop]
 
-    def compile_now(self, embeddings: nn.Module, ranges: Iterable[tuple[int, int]]) -> None:
-        """Compile while loading rather than in the first unit: the short-row and the long-row graph
-        (``Layer.attend``) of each range's block. Later calls of any shape reuse them (a single
-        row runs as two, see ``Block``)."""
+    def compile_now(self, embeddings: nn.Module, graphs: Iterable[tuple[int, int, int]]) -> None:
+        """Compile while loading rather than in the first unit: each (start, stop, width) graph, the
+        width picking ``Layer.attend``'s short-row or long-row branch. Later calls of any shape in
+        the same branch reuse it (a single row runs as two, see ``Block``); a graph not compiled
+        here compiles when first asked for."""
         with torch.inference_mode():
-            for width in (8, COMPILED_ATTENTION_MAX_TOKENS + 1):
+            for start, stop, width in graphs:
                 ids = torch.full((2, width), 100, dtype=torch.long)  # [B, T]
                 mask = torch.ones(2, width, dtype=torch.bool)  # [B, T]
-                h = embeddings(ids)  # [B, T, D]
-                for start, stop in ranges:
-                    self(h, mask, start, stop)
+                self(embeddings(ids), mask, start, stop)  # [B, T, D] -> [B, T, D]
 
 
 def _own_code(method: Callable[..., torch.Tensor], key: int) -> Callable[..., torch.Tensor]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from prune import Encoder, EncoderOptions, PruneConfig
+from prune.bert import COMPILED_ATTENTION_MAX_TOKENS
 
 PAPER = PruneConfig(min_tokens=15, quantile=0.8, layer=1)
 
@@ -135,3 +136,38 @@ def test_a_batch_with_nothing_to_prune_runs_the_unpruned_forward(encoder: Encode
     assert (got.tokens_kept == got.tokens).all()
     longer = pruned.encode([*short, banking_texts[0] + " " + banking_texts[1] + " " + banking_texts[2]])
     assert calls and (longer.tokens_kept < longer.tokens).any()  # with one long row the score runs
+
+
+@pytest.mark.parametrize(
+    "prune",
+    [
+        PruneConfig(24, 0.4, 1, "norm"),  # the tuned default: an unpruned batch never takes the long-row branch
+        PruneConfig(8, 0.3, 3, "attention"),  # layer 3 in fp32 for its probabilities: layers 1-2 compiled
+        PruneConfig(40, 0.3, 2, "norm"),  # s above 32: unpruned batches take both branches, pruning ones only the long
+        None,
+    ],
+)
+def test_the_graphs_compiled_at_load_are_the_ones_a_forward_reaches(
+    encoder: Encoder, prune: PruneConfig | None
+) -> None:
+    """int8 compiles ``Encoder._graphs`` while it loads, so that no unit pays a compile: every
+    (layers, attention branch) a forward asks for must be among them, and none of them unused."""
+    cut = COMPILED_ATTENTION_MAX_TOKENS
+    pruned = encoder.with_prune(prune)
+    asked: set[tuple[int, int, bool]] = set()
+
+    def recording(h, mask, start, stop, need_probs=False):  # type: ignore[no-untyped-def]
+        compiled_stop = stop - 1 if need_probs else stop  # the fp32 pruning layer is not compiled
+        if start < compiled_stop:
+            asked.add((start, compiled_stop, h.shape[1] > cut))
+        return encoder.bert.run(h, mask, start, stop, need_probs)
+
+    pruned._stack = recording  # type: ignore[assignment]
+    # rows of each length (with [CLS] and [SEP]) enough to fill a batch (1024 tokens) of their own
+    lengths = (6, 10, 28, 36, 60)
+    assert pruned.options.token_budget == 1024
+    texts = [" ".join(["card"] * (n - 2)) for n in lengths for _ in range(2 * 1024 // n)]
+    assert {len(x) for x in pruned.tokenize(texts)[0]} == set(lengths)
+    pruned.encode(texts)
+    compiled = {(start, stop, width > cut) for start, stop, width in pruned._graphs() if start < stop}
+    assert asked == compiled
