@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,10 +158,16 @@ class Encoder:
         rest = ([(prune.layer, n, short)] if s <= cut else []) + [(prune.layer, n, long)]
         return [*unpruned, *pruned, *rest]
 
+    @property
+    def _run(self) -> QuantisedStack | Callable[..., tuple[torch.Tensor, torch.Tensor | None]]:
+        """What runs a range of layers (``Bert.run``'s signature): the compiled int8 blocks, or the
+        eager layers."""
+        return self._stack or self.bert.run
+
     def _forward(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         ids, mask, lengths = self._batch_tensors(rows)  # [B, T], [B, T], [B]
         h = self.bert.embeddings(ids)  # [B, T, D]
-        run = self._stack or self.bert.run
+        run = self._run
         prune, score, n = self.prune, self._score, self.num_layers
         keep = keep_counts(lengths, prune) if prune is not None else lengths  # [B]
         # A batch in which no row is long enough to lose a token (short utterances) runs exactly the
@@ -190,9 +196,8 @@ class Encoder:
                 ids, mask, _ = self._batch_tensors([ids_all[i] for i in batch])
                 h = self.bert.embeddings(ids)
                 states = [h.float()]
-                run = self._stack or self.bert.run
                 for i in range(self.num_layers):
-                    h, _ = run(h, mask, i, i + 1)
+                    h, _ = self._run(h, mask, i, i + 1)
                     states.append(h.float())
                 yield states, mask, self._embed(h, mask)
 
