@@ -151,7 +151,9 @@ def test_a_job_worker_on_int8_labels_like_fp32(
         torch.set_num_threads(threads)
         stats = worker.process(Unit("u1", str(src), (0,), start=0, rows=len(texts), offset=0).to_dict())
         assert stats.rows == len(texts) and stats.statuses == {"ok": len(texts)}
-        labels[name] = pq.read_table(out / "part-u1.parquet").column("intent").to_pylist()
+        part = pq.read_table(out / "part-u1.parquet")
+        assert part.column("text").to_pylist() == texts  # every input row once, in order, none lost or doubled
+        labels[name] = part.column("intent").to_pylist()
     agree = np.mean([a == b for a, b in zip(labels["fp32"], labels["int8"], strict=True)])
     assert agree >= 0.95, agree
 
