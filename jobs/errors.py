@@ -27,6 +27,11 @@ class PlanError(BadInput):
     """The input cannot be classified as given; the message lists every problem found."""
 
 
+class ResumeError(BadInput):
+    """A --resume that cannot continue the stored job as given: its input changed, an option
+    differs from the job's, or the job was never fully created (exit 2)."""
+
+
 class ExamplesError(BadInput):
     """The examples file cannot be used; the message says what to fix."""
 

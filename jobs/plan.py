@@ -11,6 +11,7 @@ import bisect
 import hashlib
 import itertools
 import os
+import struct
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
@@ -21,7 +22,7 @@ from jobs.errors import PlanError
 from workers.input_columns import combined_schema, part_type
 from workers.job_spec import DEFAULT_UNIT_ROWS, Columns
 from workers.labels import OUTPUT_FIELDS
-from workers.parquet_io import resolve
+from workers.parquet_io import file_version, resolve
 from workers.unit import Unit
 
 STRING_TYPES = (pa.string(), pa.large_string())
@@ -38,6 +39,7 @@ class Plan:
     schema: pa.Schema
     empty_files: tuple[str, ...] = ()
     bounds: dict[str, list[int]] = field(default_factory=dict)  # file -> row where each row group starts, then its rows
+    versions: dict[str, str] = field(default_factory=dict)  # file -> what identifies its content (file_version)
 
 
 def _uri(input_uri: str, fs: pafs.FileSystem, path: str) -> str:
@@ -53,10 +55,13 @@ def _hidden(name: str) -> bool:
 
 def _local_files(root: str) -> list[str]:
     """Files under a local folder, following symlinks but reading each folder and each physical
-    file once (a link back to a parent is not a loop; two links to one file are one file)."""
+    file once (a link back to a parent is not a loop; two links to one file are one file). A
+    folder that cannot be listed is refused, never skipped: its files would be missing rows."""
     seen: set[str] = set()
     files: set[str] = set()
-    for folder, subfolders, names in os.walk(root, followlinks=True):
+    unreadable: list[str] = []
+    walk = os.walk(root, followlinks=True, onerror=lambda exc: unreadable.append(f"{exc.filename} ({exc.strerror})"))
+    for folder, subfolders, names in walk:
         real = os.path.realpath(folder)
         if real in seen:
             subfolders[:] = []
@@ -64,6 +69,12 @@ def _local_files(root: str) -> list[str]:
         seen.add(real)
         subfolders[:] = sorted(d for d in subfolders if not _hidden(d))
         files |= {os.path.realpath(os.path.join(folder, n)) for n in names if not _hidden(n)}
+    if unreadable:
+        raise PlanError(
+            f"{len(unreadable)} folder(s) of the input {root} cannot be read, so their files would be left "
+            f"out: {', '.join(sorted(unreadable))}; give this user read and execute permission on them, or "
+            "move them out of the input"
+        )
     return sorted(files)
 
 
@@ -183,12 +194,12 @@ def _ranges(bounds: list[int], unit_rows: int) -> list[tuple[int, int]]:
     return out
 
 
-def _unit(uri: str, bounds: list[int], start: int, rows: int) -> Unit:
+def _unit(uri: str, bounds: list[int], start: int, rows: int, version: str) -> Unit:
     """The unit of rows [start, start + rows) of a file whose row groups start at ``bounds``."""
     first = bisect.bisect_right(bounds, start) - 1
     last = bisect.bisect_left(bounds, start + rows) - 1
     groups = tuple(g for g in range(first, last + 1) if bounds[g + 1] > bounds[g])
-    return Unit(unit_id(uri, start, rows), uri, groups, start, rows, start - bounds[groups[0]])
+    return Unit(unit_id(uri, start, rows), uri, groups, start, rows, start - bounds[groups[0]], version)
 
 
 def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -> Plan:
@@ -201,13 +212,15 @@ def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -
     empty: list[str] = []
     bounds: dict[str, list[int]] = {}
     schemas: dict[str, pa.Schema] = {}  # of every readable file, in listing order
+    versions: dict[str, str] = {}
     for uri in files:
         fs, path = resolve(uri)
         try:
             with fs.open_input_file(path) as f:
                 meta = pq.ParquetFile(f).metadata
                 file_schema = pq.ParquetFile(f).schema_arrow
-        except (pa.ArrowInvalid, OSError) as exc:
+                versions[uri] = file_version(f, fs.get_file_info(path))
+        except (pa.ArrowInvalid, OSError, struct.error) as exc:
             problems.append(f"{uri}: not a readable Parquet file ({exc})")
             continue
         problems += _check_schema(uri, file_schema, columns)
@@ -216,13 +229,13 @@ def plan(input_uri: str, columns: Columns, unit_rows: int = DEFAULT_UNIT_ROWS) -
             empty.append(uri)
             continue
         bounds[uri] = _bounds([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
-        units += [_unit(uri, bounds[uri], a, n) for a, n in _ranges(bounds[uri], unit_rows)]
+        units += [_unit(uri, bounds[uri], a, n, versions[uri]) for a, n in _ranges(bounds[uri], unit_rows)]
     problems += _type_conflicts(schemas)
     if problems:
         shown = "\n  ".join(problems[:20]) + (f"\n  and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise PlanError(f"{len(problems)} problem(s) with the input, nothing was started:\n  {shown}")
     schema = next(iter(schemas.values()))  # list_files found at least one file, and all were readable
-    return Plan(tuple(files), tuple(units), sum(u.rows for u in units), schema, tuple(empty), bounds)
+    return Plan(tuple(files), tuple(units), sum(u.rows for u in units), schema, tuple(empty), bounds, versions)
 
 
 def cut_tail(p: Plan, streams: int) -> Plan:
@@ -232,6 +245,8 @@ def cut_tail(p: Plan, streams: int) -> Plan:
         raise PlanError(f"streams must be >= 0, got {streams}")
     keep = max(len(p.units) - streams, 0)
     pieces = [
-        _unit(u.uri, p.bounds[u.uri], a, n) for u in p.units[keep:] for a, n in _split(u.start, u.rows, TAIL_PIECES)
+        _unit(u.uri, p.bounds[u.uri], a, n, u.version)
+        for u in p.units[keep:]
+        for a, n in _split(u.start, u.rows, TAIL_PIECES)
     ]
     return replace(p, units=p.units[:keep] + tuple(pieces))

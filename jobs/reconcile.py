@@ -6,20 +6,18 @@ from __future__ import annotations
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from workers.parquet_io import join, part_name, resolve
-
-TMP = "_tmp-"
+from workers.parquet_io import TMP, join, part_name, resolve
 
 
-def reconcile(output: str, planned: dict[str, int], done: set[str]) -> dict[str, str]:
-    """Removes leftover temporary files and the part files of units that are not done (a
+def reconcile(output: str, job_id: str, planned: dict[str, int], done: set[str]) -> dict[str, str]:
+    """Removes the job's leftover temporary files and the part files of units that are not done (a
     straggler's, or from a run that was cut short); returns the done units whose part file is
     missing or does not hold the unit's rows, with why: they are not done after all."""
     fs, root = resolve(output)
     names = {i.base_name for i in fs.get_file_info(pafs.FileSelector(root)) if i.type == pafs.FileType.File}
     expected = {part_name(u): u for u in planned}
     for name in names:
-        if name.startswith(TMP) or (name in expected and expected[name] not in done):
+        if name.startswith(f"{TMP}{job_id}-") or (name in expected and expected[name] not in done):
             fs.delete_file(join(root, name))
     bad: dict[str, str] = {}
     for unit in sorted(done):

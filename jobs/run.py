@@ -21,17 +21,18 @@ from typing import Any
 
 import redis
 
-from jobs.errors import JobError, JobInterrupted, StorageError
+from jobs.errors import JobError, JobIncomplete, JobInterrupted, ResumeError, StorageError
 from jobs.fleet import drive
-from jobs.output import claim_output
+from jobs.output import REPORT, SUCCESS, claim_output, holds
 from jobs.plan import Plan, check_apart, cut_tail, plan
 from jobs.reconcile import reconcile
 from jobs.report import build_report
 from jobs.report_schema import Report
 from prune.errors import BadInput
 from prune.model import check_model
-from workers.connection import connect
+from workers.connection import connect, redact
 from workers.errors import RedisUnavailable
+from workers.fault_points import fault_point
 from workers.job_spec import JobAddress, JobSpec
 from workers.labels import EMPTY_PART, empty_part
 from workers.parquet_io import write_part, write_text
@@ -119,30 +120,42 @@ class _Job:
 
 def run_job(
     spec: JobSpec | None,
+    *,
     redis_url: str,
     prefix: str,
     ray_address: str | None = None,
     job_id: str | None = None,
     resume: str | None = None,
+    given: dict[str, tuple[str, Any]] | None = None,
     on_progress: Callable[[int, int, int], None] | None = None,
     log: Callable[[str], object] = print,
     overwrite: bool = False,
 ) -> Report:
     """Run (or resume) a job to the end; returns the report written as ``_report.json``. Redis,
-    storage and interruptions end it with an error that says how to resume it."""
+    storage and interruptions end it with an error that says how to resume it. ``given``: the
+    options given with ``--resume`` (spec field -> (option, value)); any that differs from the
+    stored job is refused, except the placement (--actors, --cpus-per-actor), which applies."""
     started = time.time()
     client = connect(redis_url)
-    job = _open(client, prefix, spec, job_id, resume)
+    job = _open(client, prefix, spec, job_id, resume, given or {})
     try:
         return _run(job, client, prefix, redis_url, ray_address, overwrite, started, on_progress, log)
-    except (RedisUnavailable, StorageError, JobError, BadInput):
+    except (RedisUnavailable, StorageError, JobError, JobIncomplete, BadInput):
         raise
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise RedisUnavailable(f"lost Redis while running job {job.id} ({exc}){_resume_hint(job)}") from None
+        raise RedisUnavailable(f"lost Redis while running job {job.id} ({_reason(exc)}){_resume_hint(job)}") from None
     except OSError as exc:
-        raise StorageError(f"storage failed while running job {job.id}: {exc}{_resume_hint(job)}") from None
+        raise StorageError(f"storage failed while running job {job.id}: {_reason(exc)}{_resume_hint(job)}") from None
     except KeyboardInterrupt:
         raise JobInterrupted(f"job {job.id} interrupted{_resume_hint(job)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """One line of an error: an actor's error raised through Ray carries its remote traceback,
+    of which only the cause's message is kept."""
+    cause = getattr(exc, "cause", None) or exc
+    lines = [line for line in str(cause).splitlines() if line.strip()]
+    return redact(lines[0].strip()) if lines else type(cause).__name__
 
 
 def _resume_hint(job: _Job) -> str:
@@ -174,28 +187,35 @@ def _run(
     actors, cpus = _placement(job.spec, local=ray_address is None, log=log)
     planned = _enqueue(job, client, prefix, planned, actors * cpus, started, log)
     claim_output(client, prefix, job.spec.output, job.id, resuming, overwrite)  # once the job exists: resumable
+    fault_point("claimed")
     address = JobAddress(redis_url=redis_url, prefix=prefix, job_id=job.id)
     rows_of = {u.id: u.rows for u in planned.units}
     # each actor decides its dtype for its node; how many rows it has decides whether int8 pays
     per_actor = -(-planned.rows // actors)
     spec = replace(job.spec, actors=actors, cpus_per_actor=cpus, rows_per_actor=per_actor)
     infos = drive(job.queue, spec, address, actors, cpus, rows_of, on_progress, log) if planned.units else []
-    return _finish(job, spec, planned, infos, started, redis_url)
+    return _finish(job, client, prefix, spec, planned, infos, started, redis_url)
 
 
-def _open(client: Any, prefix: str, spec: JobSpec | None, job_id: str | None, resume: str | None) -> _Job:
+def _open(
+    client: Any, prefix: str, spec: JobSpec | None, job_id: str | None, resume: str | None, given: dict[str, Any]
+) -> _Job:
     """A new job from its spec, or the stored job to resume."""
     job_id = resume or job_id or new_job_id()
     queue = WorkQueue(client, prefix, job_id)
     stored = None
     if resume:
         if not queue.exists():
-            raise JobError(f"job {resume!r} is not known to this Redis (prefix {prefix!r}); nothing to resume")
-        stored = queue.config()
-        spec = JobSpec.from_dict(stored["spec"])
+            raise JobError(
+                f"job {resume!r} is not known to this Redis (prefix {prefix!r}); nothing to resume (a job whose "
+                f"driver stopped while creating it was never created: submit it again with --job-id {resume})"
+            )
+        stored = _stored_config(queue)
+        spec = _resumed_spec(JobSpec.from_dict(stored["spec"]), given)
     elif spec is None:
         raise JobError("a job needs a spec, or --resume JOB_ID")
     elif queue.exists():
+        _stored_config(queue)  # a half-created job says how to clear it
         raise JobError(f"job {job_id!r} already exists; continue it with --resume {job_id}")
     elif spec.columns.fixed_tenant:  # --tenant names a tenant that exists, or nothing starts
         CentroidStore(client, prefix).get(spec.columns.fixed_tenant)
@@ -203,14 +223,67 @@ def _open(client: Any, prefix: str, spec: JobSpec | None, job_id: str | None, re
     return _Job(job_id, spec, queue, stored)
 
 
+def _stored_config(queue: WorkQueue) -> dict[str, Any]:
+    try:
+        return queue.config()
+    except KeyError:
+        raise ResumeError(
+            f"job {queue.job_id!r} was not fully created (its driver stopped while creating it), so none of it "
+            f"ran; clear it with `jobs forget {queue.job_id}`, then submit it again"
+        ) from None
+
+
+PLACEMENT = ("actors", "cpus_per_actor")  # may change on a resume: where the job runs, not what it computes
+
+
+def _resumed_spec(stored: JobSpec, given: dict[str, tuple[str, Any]]) -> JobSpec:
+    """The stored spec, with the placement given on the command line; any other option given
+    that differs from the stored job is refused, naming each."""
+    d = stored.to_dict()
+    conflicts = []
+    for path, (option, value) in given.items():
+        *parents, name = path.split(".")
+        holder = d
+        for parent in parents:
+            holder = holder[parent]
+        if name in PLACEMENT:
+            holder[name] = value
+        elif holder[name] != value:
+            conflicts.append(f"{option} {_shown(value)} (the job has {_shown(holder[name])})")
+    if conflicts:
+        raise ResumeError(
+            f"--resume continues the job as it was submitted, but {'; '.join(conflicts)}; drop these options, "
+            "or start a new job to run with them"
+        )
+    return JobSpec.from_dict(d)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return "none" if value is None else str(value)
+
+
 def _plan(job: _Job) -> Plan:
-    """The job's units; a resumed job must plan exactly the units it was created with."""
+    """The job's units; a resumed job must plan exactly the units it was created with, from files
+    whose content has not changed since."""
     p = plan(job.spec.input, job.spec.columns, job.spec.unit_rows)
     if job.stored is None:
         return p
+    stored_files: dict[str, str] | None = job.stored.get("files")
+    if stored_files is not None:
+        changed = sorted(set(stored_files) ^ set(p.versions)) + sorted(
+            f for f in set(stored_files) & set(p.versions) if stored_files[f] != p.versions[f]
+        )
+        if changed:
+            shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+            raise ResumeError(
+                f"the input of job {job.id} changed since it was planned ({len(changed)} file(s) added, removed "
+                f"or rewritten: {shown}); a resume would mix old and new rows: start a new job instead"
+            )
     p = cut_tail(p, job.stored.get("tail", 0))
     if units_digest(p) != job.stored["units_digest"]:
-        raise JobError(
+        raise ResumeError(
             f"the input of job {job.id} changed since it was planned (different units); "
             f"start a new job instead of resuming"
         )
@@ -233,6 +306,7 @@ def _enqueue(
     config = {
         "spec": job.spec.to_dict(),
         "units_digest": units_digest(p),
+        "files": p.versions,
         "tail": streams,
         "rows": p.rows,
         "created": started,
@@ -244,19 +318,43 @@ def _enqueue(
     return p
 
 
-def _finish(job: _Job, spec: JobSpec, p: Plan, infos: list[dict[str, Any]], started: float, redis_url: str) -> Report:
+def _finish(
+    job: _Job,
+    client: redis.Redis,
+    prefix: str,
+    spec: JobSpec,
+    p: Plan,
+    infos: list[dict[str, Any]],
+    started: float,
+    redis_url: str,
+) -> Report:
     """The part files checked against the queue's record, the report, then _SUCCESS only if every
-    planned unit is done and its part file holds its rows."""
+    planned unit is done and its part file holds its rows; never over another job's files."""
+    if not holds(client, prefix, spec.output, job.id):
+        raise JobError(
+            f"output {spec.output} no longer belongs to job {job.id} (another job claimed it); its report and "
+            "_SUCCESS were not written there"
+        )
     done = {u: UnitStats(**d) for u, d in job.queue.done_stats().items()}
     dead = job.queue.dead_letters()
-    for unit, error in reconcile(spec.output, {u.id: u.rows for u in p.units}, set(done)).items():
+    for unit, error in reconcile(spec.output, job.id, {u.id: u.rows for u in p.units}, set(done)).items():
         del done[unit]
         dead.append({"unit": unit, "error": error})
     if not p.units:  # input files without rows: still an output that reads as the job's columns
         columns = tuple(c for c in (spec.columns.text, spec.columns.tenant) if c)
         write_part(empty_part(p.schema, columns), spec.output, EMPTY_PART, {"job_id": job.id, "unit": EMPTY_PART})
     report = build_report(job.id, spec, p, done, dead, infos, time.time() - started, redis_url)
-    write_text(spec.output, "_report.json", json.dumps(report.to_dict(), indent=2, allow_nan=False))
+    try:
+        write_text(spec.output, REPORT, json.dumps(report.to_dict(), indent=2, allow_nan=False), job.id)
+    except OSError as exc:
+        if not report.dead_units:
+            raise
+        # the storage that failed the units (a full disk) fails the report too: the job is still incomplete
+        raise JobIncomplete(
+            f"{len(report.dead_units)} unit(s) ({report.rows.dead} rows) failed and were dead-lettered, and "
+            f"_report.json could not be written either ({_reason(exc)}); no _SUCCESS written. First cause: "
+            f"{report.dead_units[0].error.splitlines()[0]}. Once fixed, retry them with --resume {job.id}"
+        ) from None
     if not report.dead_units and report.rows.written == report.rows.planned:
-        write_text(spec.output, "_SUCCESS", "")
+        write_text(spec.output, SUCCESS, job.id, job.id)  # the job's id: proof of who wrote it (jobs.output)
     return report

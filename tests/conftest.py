@@ -100,3 +100,26 @@ def prefix(request: pytest.FixtureRequest) -> str:
     import uuid
 
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def heads(redis_url: str, encoder) -> str:  # type: ignore[no-untyped-def]
+    """Under the prefix this returns, in the session's Redis: tenants acme (two intents) and solo
+    (one intent: no runner-up, so no margin)."""
+    from prune.head import centroid_head
+    from workers.connection import connect
+    from workers.tenant_store import CentroidStore
+
+    prefix = "faults"
+    store = CentroidStore(connect(redis_url), prefix)
+    texts = ["where is my card", "card not arrived", "exchange rate", "fx fees"]
+    store.put(
+        "acme",
+        centroid_head(encoder.encode(texts).embeddings, ["card", "card", "fx", "fx"]),
+        encoder.fingerprint,
+        None,
+        {"card": 2, "fx": 2},
+    )
+    solo = centroid_head(encoder.encode(["top up"]).embeddings, ["top_up"])
+    store.put("solo", solo, encoder.fingerprint, None, {"top_up": 1})
+    return prefix

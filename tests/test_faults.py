@@ -26,6 +26,7 @@ from tests.conftest import REPO, free_port, start_redis
 from tests.fakes import FakeEncoder
 from tests.jobdata import read_output_ids, write_logs
 from workers.connection import connect
+from workers.parquet_io import write_part
 from workers.queue import WorkQueue
 from workers.tenant_store import CentroidStore
 
@@ -43,24 +44,6 @@ def jobs_cli(redis_url: str, prefix: str, *args: str, env: dict[str, str] | None
 
 def classify(redis_url: str, prefix: str, *args: str, **kw):  # type: ignore[no-untyped-def]
     return jobs_cli(redis_url, prefix, "submit", "classify", "--id-column", "id", *args, **kw)
-
-
-@pytest.fixture(scope="module")
-def heads(redis_url: str, encoder: Encoder) -> str:
-    """Tenants acme (two intents) and solo (one intent: no runner-up, so no margin)."""
-    prefix = "faults"
-    store = CentroidStore(connect(redis_url), prefix)
-    texts = ["where is my card", "card not arrived", "exchange rate", "fx fees"]
-    store.put(
-        "acme",
-        centroid_head(encoder.encode(texts).embeddings, ["card", "card", "fx", "fx"]),
-        encoder.fingerprint,
-        None,
-        {"card": 2, "fx": 2},
-    )
-    solo = centroid_head(encoder.encode(["top up"]).embeddings, ["top_up"])
-    store.put("solo", solo, encoder.fingerprint, None, {"top_up": 1})
-    return prefix
 
 
 def part_rows(out: Path) -> int:
@@ -208,7 +191,8 @@ def test_files_of_another_job_are_refused_unless_overwrite(tmp_path: Path, redis
     ids = write_logs(tmp_path / "in", files=1, rows_per_file=30, row_group=30, tenants=("acme",))
     out = tmp_path / "out"
     out.mkdir()
-    pq.write_table(pa.table({"id": ["old"]}), out / "part-0123456789abcdef0123.parquet")  # an old run's part
+    # an old run's part: its footer names its job (a job of another Redis, or one forgotten)
+    write_part(pa.table({"id": ["old"]}), str(out), "0123456789abcdef0123", {"job_id": "old-run"})
     args = ["--input", str(tmp_path / "in"), "--output", str(out)]
     r = classify(redis_url, heads, *args)
     assert r.returncode == 4 and "--overwrite" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -94,7 +94,23 @@ def test_a_unit_of_a_file_changed_since_planning_fails_clearly(tmp_path: Path) -
     path = tmp_path / "a.parquet"
     write_groups(path, [1000])
     units = plan(str(tmp_path), Columns(), unit_rows=300).units
+    assert len(read_unit(units[0])) == 250  # as planned
     write_groups(path, [600])
-    assert len(read_unit(units[0])) == 250
-    with pytest.raises(ValueError, match="the file changed since the job was planned"):
-        read_unit(units[-1])
+    for unit in (units[0], units[-1]):  # a unit the new file still holds is refused too: other rows
+        with pytest.raises(ValueError, match="changed since the job was planned"):
+            read_unit(unit)
+
+
+def test_a_file_rewritten_with_the_same_shape_is_a_changed_file(tmp_path: Path) -> None:
+    """New rows, same name, row count and row groups: the unit is refused, not read as the old one."""
+    path = tmp_path / "a.parquet"
+    write_groups(path, [100, 100])
+    before = plan(str(tmp_path), Columns(), unit_rows=100)
+    pq.write_table(
+        pa.table({"tenant": ["beta"] * 200, "text": [f"new {i}" for i in range(200)]}), path, row_group_size=100
+    )
+    after = plan(str(tmp_path), Columns(), unit_rows=100)
+    assert [u.id for u in after.units] == [u.id for u in before.units]  # the shape alone cannot tell
+    assert after.versions[str(path)] != before.versions[str(path)]
+    with pytest.raises(ValueError, match="changed since the job was planned"):
+        read_unit(before.units[0])

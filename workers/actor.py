@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import time
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from workers.fault_points import unit_faults
 from workers.job_spec import JobAddress, JobSpec
 from workers.memory import peak_rss_mb
 from workers.unit import Unit
@@ -71,7 +71,7 @@ class ClassifierWorker:
         table = read_unit(unit)
         t1 = time.perf_counter()
         result = classify_table(table, self.encoder, self.heads, self.spec.columns)
-        _test_faults(unit.id)
+        unit_faults(unit.id)
         t2 = time.perf_counter()
         write_part(result.table, self.spec.output, unit.id, self._part_metadata(unit, result.versions))
         t3 = time.perf_counter()
@@ -136,26 +136,6 @@ class ClassifierWorker:
                     if value > 0:  # Ray counters refuse 0 (a unit whose rows all had nothing to encode)
                         self._metrics[name].inc(value)
         return units, rows
-
-
-SLOW_UNITS_ENV = "JOBS_TEST_SLOW_UNITS"
-NO_SPACE_UNITS_ENV = "JOBS_TEST_NO_SPACE_UNITS"
-
-
-def _picked(unit_id: str, every: str) -> bool:
-    return int(unit_id[:8], 16) % int(every) == 0
-
-
-def _test_faults(unit_id: str) -> None:
-    """Test hooks (fault tests only), set in the environment: ``JOBS_TEST_SLOW_UNITS=SECONDS:EVERY``
-    makes one unit in EVERY (by id) take SECONDS longer before its part is written;
-    ``JOBS_TEST_NO_SPACE_UNITS=EVERY`` makes one in EVERY fail as on a full disk."""
-    slow = os.environ.get(SLOW_UNITS_ENV)
-    if slow and _picked(unit_id, slow.split(":")[1]):
-        time.sleep(float(slow.split(":")[0]))
-    full = os.environ.get(NO_SPACE_UNITS_ENV)
-    if full and _picked(unit_id, full):
-        raise OSError(errno.ENOSPC, "No space left on device (test hook)")
 
 
 def _node_id() -> str:

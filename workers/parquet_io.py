@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import struct
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -40,6 +43,16 @@ def join(base_uri: str, name: str) -> str:
     return base_uri.rstrip("/") + "/" + name
 
 
+def file_version(f: pa.NativeFile, info: pafs.FileInfo) -> str:
+    """What identifies an open Parquet file's content: its size, its modification time and a hash
+    of its footer (row groups' offsets, sizes and statistics). A file rewritten with other rows
+    keeps none of them, even with the same name, row count and row groups."""
+    size = f.size()
+    (footer_len,) = struct.unpack("<i", f.read_at(4, size - 8))  # the footer ends in its length, then PAR1
+    footer = hashlib.sha1(f.read_at(footer_len + 8, size - footer_len - 8)).hexdigest()[:16]
+    return f"size={size},mtime_ns={info.mtime_ns},footer={footer}"
+
+
 def read_unit(unit: Unit, batch_rows: int = 65536) -> pa.Table:
     """The unit's rows. Batches are decoded in order and reading stops at the unit's last row,
     so a piece of a big row group does not decode the rest of it."""
@@ -47,6 +60,11 @@ def read_unit(unit: Unit, batch_rows: int = 65536) -> pa.Table:
     end = unit.offset + unit.rows
     batches, seen = [], 0
     with fs.open_input_file(path) as f:
+        if unit.version and (found := file_version(f, fs.get_file_info(path))) != unit.version:
+            raise ValueError(
+                f"{unit.uri} changed since the job was planned (planned {unit.version}, found {found}); "
+                "its rows are not labelled: start a new job on the new input"
+            )
         pf = pq.ParquetFile(f)
         for batch in pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups)):
             lo, hi = max(unit.offset - seen, 0), min(end - seen, batch.num_rows)
@@ -68,32 +86,44 @@ def part_name(unit_id: str) -> str:
     return f"part-{unit_id}.parquet"
 
 
-def write_part(table: pa.Table, output_uri: str, unit_id: str, metadata: dict[str, Any]) -> str:
-    """Write the unit's output under a temporary name, then rename it: readers never see half a file,
-    and a unit written twice (at-least-once delivery) ends as one identical file."""
-    fs, root = resolve(output_uri)
-    final = join(root, part_name(unit_id))
-    tmp = join(root, f"_tmp-{unit_id}-{uuid.uuid4().hex[:8]}.parquet")
-    meta = dict(table.schema.metadata or {})
-    meta[b"fewshot_jobs"] = json.dumps(metadata, sort_keys=True).encode()
+# A part file's Parquet metadata key for the job's record (JSON with at least its job id).
+PART_METADATA_KEY = b"fewshot_jobs"
+# Temporary files start with this, then the id of the job that writes them.
+TMP = "_tmp-"
+
+
+def _write_atomically(fs: pafs.FileSystem, tmp: str, final: str, write: Callable[[pa.NativeFile], object]) -> None:
+    """``write`` into ``tmp``, then rename it to ``final``: readers never see half a file. On any
+    failure (a full disk, a lost mount, an interrupt) the temporary file is removed."""
     try:
         with fs.open_output_stream(tmp) as out:
-            pq.write_table(table.replace_schema_metadata(meta), out)
+            write(out)
         fs.move(tmp, final)
-    except BaseException:  # a full disk, a lost mount, an interrupt: never leave a temporary file
+    except BaseException:
         with contextlib.suppress(OSError):
             fs.delete_file(tmp)
         raise
+
+
+def write_part(table: pa.Table, output_uri: str, unit_id: str, metadata: dict[str, Any]) -> str:
+    """Write the unit's output atomically (a unit written twice, at-least-once delivery, ends as
+    one identical file); ``metadata`` (with the job id) goes in the Parquet footer."""
+    fs, root = resolve(output_uri)
+    final = join(root, part_name(unit_id))
+    tmp = join(root, f"{TMP}{metadata.get('job_id', 'unknown')}-{unit_id}-{uuid.uuid4().hex[:8]}.parquet")
+    meta = dict(table.schema.metadata or {})
+    meta[PART_METADATA_KEY] = json.dumps(metadata, sort_keys=True).encode()
+    _write_atomically(fs, tmp, final, lambda out: pq.write_table(table.replace_schema_metadata(meta), out))
     return final
 
 
-def write_text(output_uri: str, name: str, text: str) -> str:
+def write_text(output_uri: str, name: str, text: str, job_id: str) -> str:
+    """Write ``name`` atomically for the job ``job_id`` (its temporary file is named after it)."""
     fs, root = resolve(output_uri)
     path = join(root, name)
-    tmp = join(root, f"_tmp-{uuid.uuid4().hex[:8]}-{name}")
-    with fs.open_output_stream(tmp) as out:
-        out.write(text.encode())
-    fs.move(tmp, path)
+    _write_atomically(
+        fs, join(root, f"{TMP}{job_id}-{uuid.uuid4().hex[:8]}-{name}"), path, lambda out: out.write(text.encode())
+    )
     return path
 
 

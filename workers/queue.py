@@ -32,6 +32,8 @@ from typing import Any
 
 import redis
 
+from workers.fault_points import fault_point
+
 GROUP = "classifiers"
 
 # KEYS: done, dead, units. ARGV: unit id, message id, stats JSON.
@@ -108,19 +110,31 @@ class WorkQueue:
         return bool(self.client.exists(self.meta))
 
     def create(self, units: list[dict[str, Any]], config: dict[str, Any]) -> bool:
-        """Enqueue the units once; False (and nothing enqueued) if this job already has them."""
+        """Enqueue the units and store the config in one transaction: a job exists whole or not at
+        all, even when its driver dies while creating it. False (nothing changed) if it exists."""
         ids = [u["id"] for u in units]
         if len(set(ids)) != len(ids):
             raise ValueError("unit ids must be unique")
-        if not self.client.hsetnx(self.meta, "total", len(units)):
-            return False
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.xgroup_create(self.units, GROUP, id="0", mkstream=True)
-            for u in units:
-                pipe.xadd(self.units, {"unit": json.dumps(u)})
-            pipe.hset(self.meta, mapping={"config": json.dumps(config), "created": time.time(), "enqueued": 1})
-            pipe.execute()
+            try:
+                pipe.watch(self.meta, self.units)
+                if pipe.exists(self.meta, self.units):
+                    return False
+                pipe.multi()
+                pipe.xgroup_create(self.units, GROUP, id="0", mkstream=True)
+                for u in units:
+                    pipe.xadd(self.units, {"unit": json.dumps(u)})
+                meta = {"total": len(units), "config": json.dumps(config), "created": time.time(), "enqueued": 1}
+                pipe.hset(self.meta, mapping=meta)
+                fault_point("create")
+                pipe.execute()
+            except redis.WatchError:  # another driver created it meanwhile
+                return False
         return True
+
+    def forget(self) -> None:
+        """Delete every key of the job's queue."""
+        self.client.delete(self.meta, self.units, self.dead, self.done, self.attempts, self.errors)
 
     def config(self) -> dict[str, Any]:
         raw = self.client.hget(self.meta, "config")

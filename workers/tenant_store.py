@@ -28,6 +28,9 @@ from workers.errors import CorruptTenant, FingerprintMismatch, InvalidName, Unkn
 FORMAT = "1"
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+# Key names under a prefix: a prefix with one of them as a segment would reach into another
+# prefix's keys (``fsj:job:J`` reads job J's pinned heads as tenants).
+RESERVED_SEGMENTS = frozenset({"job", "tenant", "tenants", "tenant-version", "output"})
 
 _PUT = """
 local version = redis.call('INCR', KEYS[2])
@@ -50,6 +53,23 @@ def validate_name(what: str, value: str) -> str:
             f"A-Z a-z 0-9 _ . - starting with a letter or digit, e.g. 'acme' or 'acme-eu.2'"
         )
     return value
+
+
+def validate_prefix(prefix: str) -> str:
+    """A Redis key prefix: key characters only, and no segment that names this store's own keys."""
+    if not isinstance(prefix, str) or not PREFIX.fullmatch(prefix):
+        shown = prefix if not isinstance(prefix, str) or len(prefix) <= 40 else prefix[:40] + "..."
+        raise InvalidName(
+            f"invalid key prefix {shown!r}: use 1-64 characters from A-Z a-z 0-9 _ . : - starting with a "
+            "letter or digit, e.g. 'fsj' or 'team-a:fsj'"
+        )
+    reserved = sorted(set(prefix.split(":")) & RESERVED_SEGMENTS)
+    if reserved:
+        raise InvalidName(
+            f"invalid key prefix {prefix!r}: {', '.join(reserved)} are key names of the store "
+            f"({', '.join(sorted(RESERVED_SEGMENTS))}) and may not be a segment of a prefix"
+        )
+    return prefix
 
 
 def validate_tenant_id(tenant: str) -> str:
@@ -87,7 +107,7 @@ class TenantRecord:
 
 class CentroidStore:
     def __init__(self, client: redis.Redis, prefix: str = "fsj") -> None:
-        if not PREFIX.fullmatch(prefix):
+        if not PREFIX.fullmatch(prefix):  # the user's prefix is checked by validate_prefix; a job's pins live under it
             raise InvalidName(f"invalid key prefix {prefix!r}: use 1-64 characters from A-Z a-z 0-9 _ . : -")
         self.client = client
         self.prefix = prefix
@@ -161,13 +181,21 @@ class CentroidStore:
         tenant whatever happens to the tenants meanwhile. Returns the pinned versions."""
         names = self.tenants() if tenants is None else tenants
         target = self.pinned(job_id)
+        stale = target.tenants()  # a pin of the same job id whose creation did not complete
         with self.client.pipeline(transaction=True) as pipe:
+            if stale:
+                pipe.delete(target._index, *(target.key(t) for t in stale))
             for t in names:
                 pipe.copy(self.key(t), target.key(t), replace=True)
             if names:
                 pipe.sadd(target._index, *names)
             pipe.execute()
         return {t: v for t in names if (v := target.version(t)) is not None}
+
+    def unpin(self, job_id: str) -> None:
+        """Delete the heads a job pinned."""
+        target = self.pinned(job_id)
+        self.client.delete(target._index, *(target.key(t) for t in target.tenants()))
 
     def remove(self, tenant: str) -> bool:
         """Delete a tenant; True if it existed."""

@@ -18,7 +18,7 @@ import click
 from jobs.cli.model import encode, eval_command, train_scorer, tune_command
 from jobs.cli.query import query
 from jobs.cli.report import report_group
-from jobs.cli.submit import demo, submit
+from jobs.cli.submit import demo, forget, submit
 from jobs.cli.tenants import redis_group, tenants
 from jobs.errors import EmbeddedRedisError, JobError, JobIncomplete, JobInterrupted, StorageError
 from prune.errors import BadInput
@@ -46,6 +46,7 @@ for command in (
     tenants,
     redis_group,
     submit,
+    forget,
     query,
     report_group,
 ):

@@ -13,7 +13,8 @@ from jobs import embedded_redis
 from prune import EncoderOptions, PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES, INT8_MIN_ROWS
 from workers.connection import connect
-from workers.tenant_store import CentroidStore
+from workers.errors import InvalidName
+from workers.tenant_store import CentroidStore, validate_prefix
 
 if TYPE_CHECKING:
     from prune import Encoder
@@ -137,12 +138,20 @@ def csv_ints(ctx: click.Context | None, param: click.Parameter | None, value: st
     return out
 
 
+def _prefix_option(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
+    try:
+        return validate_prefix(value)
+    except InvalidName as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def redis_options(fn):  # type: ignore[no-untyped-def]
     fn = click.option(
         "--redis-prefix",
         envvar="JOBS_REDIS_PREFIX",
         default="fsj",
         show_default=True,
+        callback=_prefix_option,
         help="Prefix of every Redis key (env JOBS_REDIS_PREFIX).",
     )(fn)
     fn = click.option(

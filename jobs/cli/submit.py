@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from jobs import embedded_redis
 from jobs.cli.options import EXAMPLES_DIR, build_encoder, job_encoder_options, redis_options
@@ -19,6 +20,7 @@ from prune import PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
 from workers.connection import connect
 from workers.job_spec import DEFAULT_UNIT_ROWS, Columns, JobSpec
+from workers.parquet_io import absolute_uri
 from workers.tenant_store import CentroidStore, validate_name
 
 
@@ -92,6 +94,8 @@ def submit_classify(
     for name, value in (("--job-id", job_id), ("--resume", resume), ("--tenant", fixed_tenant)):
         if value is not None:
             validate_name(name, value)
+    if resume and job_id not in (None, resume):
+        raise click.UsageError(f"--job-id {job_id} and --resume {resume} name two jobs; give one")
     if not resume and not (input_uri and output_uri):
         raise click.UsageError("give --input and --output (or --resume JOB_ID to continue a job)")
 
@@ -106,12 +110,56 @@ def submit_classify(
             **encoder_and_queue,
         )
     )
+    given = _given_with_resume(click.get_current_context()) if resume else None
     url = redis_url or embedded_redis.ensure_running()
     connect(url)  # fail fast, before planning
     with _progress_bar() as progress:
-        log = lambda m: click.echo(m, err=True)  # noqa: E731
-        report = run_job(spec, url, redis_prefix, ray_address, job_id, resume, progress, log, overwrite)
+        report = run_job(
+            spec,
+            redis_url=url,
+            prefix=redis_prefix,
+            ray_address=ray_address,
+            job_id=job_id,
+            resume=resume,
+            given=given,
+            on_progress=progress,
+            log=lambda m: click.echo(m, err=True),
+            overwrite=overwrite,
+        )
     _summarise(report)
+
+
+# option parameter -> (JobSpec field, as the stored spec holds it)
+_SPEC_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "input_uri": ("input", absolute_uri),
+    "output_uri": ("output", absolute_uri),
+    "text_column": ("columns.text", str),
+    "tenant_column": ("columns.tenant", str),
+    "fixed_tenant": ("columns.fixed_tenant", str),
+    "id_column": ("columns.id", str),
+    "model": ("model", str),
+    "prune": ("prune", lambda p: p.to_dict() if p else None),
+    "dtype": ("dtype", str),
+    "token_budget": ("token_budget", int),
+    "actors": ("actors", int),
+    "cpus_per_actor": ("cpus_per_actor", int),
+    "unit_rows": ("unit_rows", int),
+    "max_attempts": ("max_attempts", int),
+    "claim_idle": ("claim_idle_ms", lambda s: int(s * 1000)),
+}
+
+
+def _given_with_resume(ctx: click.Context) -> dict[str, tuple[str, Any]]:
+    """The job options typed (or set in the environment) beside --resume: spec field -> (option, value)."""
+    given = {}
+    for param in ctx.command.params:
+        name = param.name or ""
+        source = ctx.get_parameter_source(name)
+        if name in _SPEC_FIELDS and source not in (None, ParameterSource.DEFAULT):
+            path, convert = _SPEC_FIELDS[name]
+            value = ctx.params[name]
+            given[path] = (param.opts[0], None if value is None else convert(value))
+    return given
 
 
 def _summarise(report: Report) -> None:
@@ -145,6 +193,22 @@ def _progress_bar() -> Iterator[Callable[[int, int, int], None]]:
         yield progress
     finally:
         bar.close()
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--force", is_flag=True, help="Also a job with unfinished units (one that will never be resumed).")
+@redis_options
+def forget(job_id: str, force: bool, redis_url: str | None, redis_prefix: str) -> None:
+    """Delete a job's state from Redis (its queue, pinned heads, output claim); its files stay.
+
+    For a job whose driver died while creating it (then submit it again with the same --job-id),
+    or one that will never be resumed (its folder may then be taken with --overwrite)."""
+    from jobs.forget import forget_job
+
+    validate_name("job id", job_id)
+    client = connect(redis_url or embedded_redis.ensure_running())
+    click.echo(forget_job(client, redis_prefix, job_id, force))
 
 
 @click.command()
@@ -190,7 +254,7 @@ def demo(
     job_id = new_job_id()
     out = output or str(Path("runs") / f"demo-{job_id}")
     spec = JobSpec(input=logs, output=out, columns=Columns("text", "tenant", "id"), prune=prune, dtype=dtype)
-    report = run_job(spec, url, redis_prefix, None, job_id, log=lambda m: click.echo(m, err=True))
+    report = run_job(spec, redis_url=url, prefix=redis_prefix, job_id=job_id, log=lambda m: click.echo(m, err=True))
     click.echo(
         f"job {job_id}: {report.rows.written} rows -> {out}  ({report.rows_per_s:.0f} rows/s "
         f"end to end, tokens kept {report.tokens_kept_pct:.1f}%, prune {prune or 'off'}, {report.ran_dtypes()})"
