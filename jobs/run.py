@@ -61,9 +61,17 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+# Ray binds its servers, its dashboard's head process and its metrics exporters to the node's
+# address, which it takes as 127.0.0.1 when its cluster mode is off. Read at import by Ray, and by
+# every process it starts from the environment.
+RAY_CLUSTER_MODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 def init_ray(address: str | None) -> None:
     """Connect to ``address``, or start a Ray of this job's own. SIGTERM stays an interrupt that
     ends in a resume hint (Ray installs a handler of its own that just exits)."""
+    if not address:
+        _loopback_only()
     import ray
 
     if ray.is_initialized():
@@ -80,9 +88,16 @@ def _start_ray(ray: Any, address: str | None) -> None:
         ray.init(address=address, log_to_driver=False)
     else:
         # A Ray of its own, even when another runs on this machine (without "local", ray.init
-        # joins that one and refuses num_cpus). No dashboard. Ray's own servers still listen on
-        # the machine's address (Ray 2.60 has no bind setting); its token authentication guards them.
+        # joins that one and refuses num_cpus). No dashboard, and every server on loopback.
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+
+
+def _loopback_only() -> None:
+    """The local default's Ray listens on 127.0.0.1 only: nothing of it is reachable from the network."""
+    os.environ[RAY_CLUSTER_MODE_ENV] = "0"  # for the processes Ray starts
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # for this process, in case Ray was imported before
 
 
 def _placement(spec: JobSpec, local: bool, log: Callable[[str], object] = print) -> tuple[int, int]:

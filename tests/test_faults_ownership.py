@@ -328,3 +328,71 @@ def test_a_full_disk_is_exit_4_with_no_temporary_file(tmp_path: Path, redis_url:
     line = one_error_line(r.stderr)
     assert r.returncode == 4 and "No space left on device" in line and "--resume full" in line, r.stderr
     assert left == ["_JOB"]
+
+
+# --- nothing of the local Ray listens beyond loopback --------------------------------------------
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parents[int(pid)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = {root}, [root]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier and p not in found]
+        found |= set(children)
+        frontier = children
+    return found
+
+
+def _address(hex_address: str) -> str:
+    """/proc/net/tcp's address: 8 hex digits (IPv4) or 32 (IPv6), in 32-bit little-endian words."""
+    import ipaddress
+
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(words)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)
+
+
+def listening_addresses(pids: set[int]) -> set[tuple[str, str]]:
+    """(address, command line) of every TCP socket in LISTEN state that one of ``pids`` holds."""
+    inodes: dict[int, str] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:["):
+                        inodes[int(link[8:-1])] = Path(f"/proc/{pid}/cmdline").read_text()[:100]
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], int(fields[9])
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                found.add((_address(local.split(":")[0]), inodes[inode]))
+    return found
+
+
+@pytest.mark.slow
+def test_the_local_ray_listens_on_loopback_only(tmp_path: Path, redis_url: str, heads: str) -> None:
+    """Its dashboard's head process, the autoscaler monitor and the metrics exporter answered on
+    0.0.0.0 with status 200 and no token."""
+    write_logs(tmp_path / "in", files=1, rows_per_file=40, row_group=20, tenants=("acme",))
+    args = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--unit-rows", "20"]
+    p = classify(redis_url, heads, *args, "--job-id", "loop", env={"JOBS_TEST_SLOW_UNITS": "3:1"}, wait=False)
+    q = WorkQueue(connect(redis_url), heads, "loop")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (q.exists() and q.progress().done >= 1):
+        time.sleep(0.1)
+    time.sleep(2)  # the agents and exporters have started by the time an actor has done a unit
+    listening = listening_addresses(_descendants(p.pid))
+    _, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr
+    assert len(listening) >= 5, listening  # GCS, raylet, agents, metrics exporters...
+    beyond = {(a, command) for a, command in listening if not a.startswith("127.")}
+    assert not beyond, beyond
