@@ -131,8 +131,8 @@ def build_report(
     return Report(
         job_id=job_id,
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        input=spec.input,
-        output=spec.output,
+        input=redact(spec.input),
+        output=redact(spec.output),
         files=len(plan.files),
         empty_files=list(plan.empty_files),
         units=UnitCounts(total=len(plan.units), done=len(done), dead=len(dead_ids)),

@@ -22,22 +22,13 @@ from jobs.errors import JobError, PlanError
 from jobs.output import claim_output, holds
 from tests.conftest import REPO
 from tests.jobdata import read_output_ids, write_logs
-from tests.test_faults import classify, jobs_cli
+from tests.test_faults import classify, jobs_cli, one_error_line
 from workers.connection import connect
 from workers.parquet_io import write_part, write_text
 from workers.queue import WorkQueue
 
 DIE_AT = "JOBS_TEST_DIE_AT"
 LOGS = str(REPO / "examples" / "logs")
-
-
-def one_error_line(stderr: str) -> str:
-    """The error line, checked to be the message's only line (no traceback after it)."""
-    lines = stderr.strip().splitlines()
-    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0] == len(lines) - 1, stderr
-    assert "Traceback" not in stderr, stderr
-    return lines[-1]
 
 
 # --- a resume reads the input it planned -------------------------------------------------------
@@ -396,3 +387,20 @@ def test_the_local_ray_listens_on_loopback_only(tmp_path: Path, redis_url: str, 
     assert len(listening) >= 5, listening  # GCS, raylet, agents, metrics exporters...
     beyond = {(a, command) for a, command in listening if not a.startswith("127.")}
     assert not beyond, beyond
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("redis://:pa/ss@host:6379/0", "pa/ss"),  # a / in the password showed all of it
+        ("cannot reach redis://user:p@ss@host/0 (refused)", "p@ss"),  # an @ in it showed its tail
+        ("redis://:x:y@h:1/0", "x:y"),
+        ("unix:///tmp/r.sock?password=abc&db=0", "abc"),
+        ("s3://bucket/logs?endpoint_override=h:9&secret_key=SEC/RET&access_key=AKIA1", "SEC/RET"),
+    ],
+)
+def test_no_part_of_a_secret_survives_redaction(text: str, secret: str) -> None:
+    from workers.connection import redact
+
+    shown = redact(text)
+    assert "****" in shown and not any(part in shown for part in (secret, *secret.split("/"), *secret.split("@")))

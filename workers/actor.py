@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from workers.connection import redact
 from workers.fault_points import unit_faults
 from workers.job_spec import JobAddress, JobSpec
 from workers.memory import peak_rss_mb
@@ -98,7 +99,7 @@ class ClassifierWorker:
         return {
             "job_id": self.job.job_id,
             "unit": unit.id,
-            "source": unit.uri,
+            "source": redact(unit.uri),  # an object store URI may carry its keys
             "start_row": unit.start,
             "model_fingerprint": self.encoder.fingerprint,
             "prune": self.spec.prune.to_dict() if self.spec.prune else None,

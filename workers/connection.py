@@ -12,10 +12,15 @@ from workers.errors import InvalidName, RedisUnavailable
 SCHEMES = ("redis", "rediss", "unix")
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced by ****."""
-    url = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1****", url)
+# user:PASSWORD@ in a URL (the password may hold / : @, unescaped: up to the token's last @), and
+# secret query parameters (a password, or the keys of an object store's URI)
+_USERINFO = re.compile(r"(://[^:/@\s'\"]*:)[^\s'\"]*@")
+_SECRET_PARAMS = re.compile(r"([?&](?:password|secret_key|access_key|session_token)=)[^&\s'\"]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` (a URL, or a message holding URLs) with every password and secret key replaced by ****."""
+    return _SECRET_PARAMS.sub(r"\1****", _USERINFO.sub(r"\1****@", text))
 
 
 def connect(url: str, timeout: float = 5.0) -> redis.Redis:
