@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import IO, Any
 
@@ -60,7 +61,38 @@ def _write_batches(reader: pa.RecordBatchReader, writer: Any) -> int:
     return n
 
 
+def _nested(t: pa.DataType) -> bool:
+    return pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _as_json_text(column: pa.Array) -> pa.Array:
+    """A nested (list, struct, map) or binary column as JSON text, as --format json writes its values."""
+    return pa.array(
+        [None if v is None else json.dumps(v, default=_json_value, ensure_ascii=False) for v in column.to_pylist()],
+        pa.string(),
+    )
+
+
+def _csv_batches(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """The reader with the columns CSV has no type for (nested, binary) as JSON text: an input column
+    such as a list of tags is kept in the output, and every format must read it."""
+    nested = [i for i, f in enumerate(reader.schema) if _nested(f.type)]
+    if not nested:
+        return reader
+    schema = reader.schema
+    for i in nested:
+        schema = schema.set(i, pa.field(schema.field(i).name, pa.string()))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            columns = [_as_json_text(c) if i in nested else c for i, c in enumerate(batch.columns)]
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
 def write_csv(reader: pa.RecordBatchReader, out: IO[bytes]) -> int:
+    reader = _csv_batches(reader)
     return _write_batches(reader, pacsv.CSVWriter(out, reader.schema))
 
 
