@@ -69,7 +69,8 @@ def submit() -> None:
 @click.option(
     "--overwrite",
     is_flag=True,
-    help="Replace the job files (part-*, _report.json, _SUCCESS, _JOB) of another job in --output.",
+    help="Replace the files of a finished job in --output: only files proven that job's (never a running "
+    "job's folder, never files no job wrote).",
 )
 @redis_options
 def submit_classify(
