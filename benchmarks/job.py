@@ -184,7 +184,7 @@ def main(
                 cpus_per_actor=cpus,
                 unit_rows=unit_rows,
             )
-            report = run_job(spec, url, prefix, log=lambda m: None)
+            report = run_job(spec, redis_url=url, prefix=prefix, log=lambda m: None)
             if report.rows.written != rows:
                 raise SystemExit(f"{name}: {report.rows.written} rows written, expected {rows}")
             reports.setdefault(name, []).append(report)

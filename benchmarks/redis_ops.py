@@ -74,7 +74,7 @@ def one_job(logs: Path, rows: int, unit_rows: int, encoder: Encoder, work: Path)
             input=str(logs), output=str(work / f"out-{uuid.uuid4().hex[:8]}"), columns=Columns("text", "tenant", "id"),
             actors=1, cpus_per_actor=2, unit_rows=unit_rows,
         )  # fmt: skip
-        report = run_job(spec, url, prefix, log=lambda m: None)
+        report = run_job(spec, redis_url=url, prefix=prefix, log=lambda m: None)
         assert report.rows.written == rows and report.units.dead == 0
         counts = server_counts(url)
         counts["calls"].pop("config", None)  # the CONFIG RESETSTAT itself

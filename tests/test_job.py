@@ -234,7 +234,9 @@ def test_kill_driver_then_resume(tmp_path: Path, redis_url: str, tenants: str) -
     before = q.done_stats()
     assert 3 <= len(before) < 20 and not (out / "_SUCCESS").exists()
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
-    r = submit(redis_url, tenants, "--resume", job, "--input", "ignored", "--output", "ignored")
+    r = submit(redis_url, tenants, "--resume", job, "--input", "elsewhere", "--output", "elsewhere")
+    assert r.returncode == 2 and "--resume continues the job as it was submitted" in r.stderr, r.stderr
+    r = submit(redis_url, tenants, "--resume", job)
     assert r.returncode == 0, r.stderr
     check_exactly_once(out, ids)
     after = q.done_stats()
@@ -272,7 +274,12 @@ def test_three_node_cluster_remove_a_node(tmp_path: Path, redis_url: str, tenant
         t = threading.Thread(
             target=lambda: result.update(
                 report=run_job(
-                    spec, redis_url, tenants, cluster.address, "three-nodes", log=lambda m: result.setdefault("log", m)
+                    spec,
+                    redis_url=redis_url,
+                    prefix=tenants,
+                    ray_address=cluster.address,
+                    job_id="three-nodes",
+                    log=lambda m: result.setdefault("log", m),
                 )
             )
         )
