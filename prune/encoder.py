@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,11 +20,13 @@ from prune import model as model_files
 from prune.batching import token_batches
 from prune.bert import COMPILED_ATTENTION_MAX_TOKENS, Bert
 from prune.config import EncoderOptions, PruneConfig
+from prune.errors import Int8Unavailable
 from prune.importance import LayerTrace, get_score
 from prune.pruning import gather, keep_counts, select
 
 if TYPE_CHECKING:
     from prune.int8 import QuantisedStack
+    from prune.int8_store import GraphStore
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,69 @@ class EncodeResult:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+
+def int8_graphs(layers: int, prune: PruneConfig | None, needs_attention: bool) -> list[tuple[int, int, str]]:
+    """The int8 graphs a forward can reach, as (start, stop, width class): each run of layers it
+    asks for (0-based) in ``Layer.attend``'s short-row branch (up to 32 tokens) and long-row branch,
+    less those the pruning rules out. A batch with nothing to prune runs all the layers and is at
+    most s tokens wide; one that prunes is wider than s, and runs up to the pruning layer (an
+    attention-scored one in fp32, for its probabilities), then the rest at s tokens or more (its
+    longest row keeps at least s)."""
+    cut = COMPILED_ATTENTION_MAX_TOKENS
+    short, long = "short", "long"  # prune.int8_store's width classes: up to cut tokens, and wider
+    n = layers
+    if prune is None:
+        return [(0, n, short), (0, n, long)]
+    s = prune.min_tokens
+    first = (0, prune.layer - 1) if needs_attention else (0, prune.layer)
+    unpruned = [(0, n, short)] + ([(0, n, long)] if s > cut else [])
+    pruned = ([(*first, short)] if s < cut else []) + [(*first, long)]
+    rest = ([(prune.layer, n, short)] if s <= cut else []) + [(prune.layer, n, long)]
+    return [*unpruned, *pruned, *rest]
+
+
+def int8_store(fingerprint: str, options: EncoderOptions) -> GraphStore:
+    """Where the int8 graphs of this model, calibration, CPU and thread count are kept."""
+    from prune.int8 import calibration_texts
+    from prune.int8_store import GraphStore, cache_root, key
+
+    texts = calibration_texts()
+    calibration = json.dumps([texts, options.token_budget, options.max_batch_rows])
+    digest = hashlib.sha256(calibration.encode()).hexdigest()[:16]
+    return GraphStore(cache_root() / key(fingerprint, digest, torch.get_num_threads()))
+
+
+@dataclass(frozen=True)
+class Int8Readiness:
+    """Whether int8 can run here for one model and pruning, and how fast it loads."""
+
+    built: bool  # every graph it needs is in the store: it loads in seconds, without a compiler
+    problem: str | None  # why it cannot run here (a graph missing and no compiler, no torchao), or None
+
+
+def int8_readiness(fingerprint: str, layers: int, prune: PruneConfig | None, options: EncoderOptions) -> Int8Readiness:
+    """Checked before any calibration: the store's packages, then (when one is missing) the compiler."""
+    from prune.int8 import quantise_available
+    from prune.int8_store import CACHE_ENV, compiler_problem
+
+    try:
+        quantise_available()
+    except Int8Unavailable as exc:
+        return Int8Readiness(False, str(exc))
+    needs_attention = prune is not None and prune.score not in ("learned",) and get_score(prune.score).needs_attention
+    store = int8_store(fingerprint, options)
+    missing = [g for g in int8_graphs(layers, prune, needs_attention) if not store.has(*g)]
+    if not missing:
+        return Int8Readiness(True, None)
+    problem = compiler_problem()
+    if problem:
+        problem = (
+            f"{len(missing)} of its graphs are not built in {store.folder} and {problem} to build them: install g++ "
+            f"(Debian: apt-get install g++), or build them where one exists (same torch, CPU and threads) and point "
+            f"{CACHE_ENV} at them"
+        )
+    return Int8Readiness(False, problem)
 
 
 class Encoder:
@@ -66,13 +133,26 @@ class Encoder:
         self.tokenizer.enable_truncation(self.max_length)
         self.empty_tokens = len(self.tokenizer.encode("").ids)  # what an empty text becomes: [CLS] [SEP]
         if self.options.dtype == "int8":
-            from prune.int8 import calibration_texts, quantise
+            self._stack = self._int8_stack()
+            for start, stop, width in self._graphs():  # loaded from the store, or built into it now
+                self._stack.graph(start, stop, width)
 
+    def _int8_stack(self) -> QuantisedStack:
+        """The int8 layers and the store of their graphs. Refuses at once, before any calibration,
+        where a graph is missing and cannot be built (no C++ compiler)."""
+        from prune.int8 import QuantisedStack, calibration_texts
+
+        ready = int8_readiness(self.fingerprint, self.num_layers, self.prune, self.options)
+        if ready.problem:
+            raise Int8Unavailable(f"--dtype int8 cannot run here: {ready.problem}; or use --dtype bfloat16 or float32")
+        budget, rows = self.options.token_budget, self.options.max_batch_rows
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             ids, _ = self.tokenize(calibration_texts())
-            lengths = [len(x) for x in ids]
-            batches = token_batches(lengths, self.options.token_budget, self.options.max_batch_rows)
-            self._stack = quantise(self.bert, (self._batch_tensors([ids[i] for i in b])[:2] for b in batches))
-            self._stack.compile_now(self.bert.embeddings, self._graphs())
+            for b in token_batches([len(x) for x in ids], budget, rows):
+                yield self._batch_tensors([ids[i] for i in b])[:2]
+
+        return QuantisedStack(self.bert, int8_store(self.fingerprint, self.options), batches)
 
     def _set_prune(self, prune: PruneConfig | None) -> None:
         if prune is not None:
@@ -139,24 +219,10 @@ class Encoder:
         mask = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
         return ids, mask, lengths
 
-    def _graphs(self) -> list[tuple[int, int, int]]:
-        """The compiled int8 graphs a forward can reach, as (start, stop, width): each run of layers
-        it asks for (0-based) in ``Layer.attend``'s short-row branch (up to 32 tokens) and long-row
-        branch, less those the pruning rules out. A batch with nothing to prune runs all the layers
-        and is at most s tokens wide; one that prunes is wider than s, and runs up to the pruning
-        layer (an attention-scored one in fp32, for its probabilities), then the rest at s tokens
-        or more (its longest row keeps at least s)."""
-        cut = COMPILED_ATTENTION_MAX_TOKENS
-        short, long = 8, cut + 1  # a width in each branch, to compile it with
-        n, prune, score = self.num_layers, self.prune, self._score
-        if prune is None or score is None:
-            return [(0, n, short), (0, n, long)]
-        s = prune.min_tokens
-        first = (0, prune.layer - 1) if score.needs_attention else (0, prune.layer)
-        unpruned = [(0, n, short)] + ([(0, n, long)] if s > cut else [])
-        pruned = ([(*first, short)] if s < cut else []) + [(*first, long)]
-        rest = ([(prune.layer, n, short)] if s <= cut else []) + [(prune.layer, n, long)]
-        return [*unpruned, *pruned, *rest]
+    def _graphs(self) -> list[tuple[int, int, str]]:
+        """The int8 graphs a forward of this encoder can reach (``int8_graphs``)."""
+        score = self._score
+        return int8_graphs(self.num_layers, self.prune if score else None, bool(score and score.needs_attention))
 
     @property
     def _run(self) -> QuantisedStack | Callable[..., tuple[torch.Tensor, torch.Tensor | None]]:

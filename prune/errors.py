@@ -18,3 +18,8 @@ class ConfigError(BadInput):
 
 class DataError(BadInput):
     """A dataset folder or split that is missing or malformed."""
+
+
+class Int8Unavailable(ConfigError):
+    """int8 cannot run here: a graph it needs is neither built nor buildable (no C++ compiler), or
+    torchao is missing. The message names the missing piece."""

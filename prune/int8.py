@@ -1,12 +1,12 @@
 """Static int8 encoder layers: PyTorch 2 export quantisation with torchao's X86 Inductor
-quantiser, compiled by Inductor (oneDNN int8 kernels: AMX-INT8 or AVX512-VNNI where present).
+quantiser, built by AOTInductor (oneDNN int8 kernels: AMX-INT8 or AVX512-VNNI where present).
 
 Each layer is exported as two graphs with a dynamic batch and length: the q/k/v projection, and
-the rest after attention. The attention between them has no weights and stays fp32, outside the
-exported graphs, so that it can pick its kernel by the row width. Inductor compiles each run of
-layers between two pruning points as one graph (per width class), so the token pruning between
-them is unchanged.
-Activation ranges are calibrated once, when the encoder loads, on texts the caller tokenises (the
+the rest after attention. The attention between them has no weights and stays fp32, so that it
+can pick its kernel by the row width. Each run of layers between two pruning points is built as
+one graph per width class (``prune.int8_store``: kept on disk, loaded without a compiler), so the
+token pruning between them is unchanged.
+Activation ranges are calibrated when a graph is first built, on texts the caller tokenises (the
 encoder uses train texts bundled with this package). Weights are quantised per output channel,
 activations per tensor; layer norms, softmax and the pooling stay in fp32.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import types
 import warnings
 from collections.abc import Callable, Iterable
 
@@ -23,10 +22,9 @@ import torch
 from torch import nn
 
 from prune.bert import Bert, Layer
-from prune.errors import ConfigError
+from prune.errors import ConfigError, Int8Unavailable
+from prune.int8_store import MAX_ROWS, MAX_TOKENS, GraphStore, compiler_problem, width_class
 
-MAX_ROWS = 4096  # the exported graphs' dynamic range: rows per batch, tokens per row
-MAX_TOKENS = 8192
 CALIBRATION_PER_DATASET = 150
 
 
@@ -80,77 +78,91 @@ class QuantisedLayer(nn.Module):
         return self._int8(h, mask), None
 
 
-class Block:
-    """Consecutive int8 layers compiled as one graph per width class: h [B, T, D], mask [B, T] ->
-    [B, T, D]. One graph for the layers between two pruning points, rather than one per layer,
-    saves Inductor's per-graph wrapper and Dynamo's guards: 1.04-1.06x at two threads
-    (benchmarks/layer_blocks.py)."""
+class Layers(nn.Module):
+    """Consecutive int8 layers as one module, h [B, T, D], mask [B, T] -> [B, T, D]: what one graph
+    runs. One graph for the layers between two pruning points, rather than one per layer, saves a
+    wrapper per layer: 1.04-1.06x at two threads (benchmarks/layer_blocks.py)."""
 
     def __init__(self, layers: list[QuantisedLayer]) -> None:
-        self.layers = layers
-        self.compiled = torch.compile(_own_code(self._run, id(self)), dynamic=True)
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
 
-    def _run(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
             h = layer._int8(h, mask)  # [B, T, D]
         return h
 
-    def __call__(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # Inductor compiles on the first call of a shape class; freezing (set here, not through
-        # torch.compile's options, which do not reach it) lets it pre-pack the int8 weights.
-        with torch._inductor.config.patch(freezing=True):
-            if h.shape[0] == 1:  # a size Inductor would compile again for: run it as two rows
-                return self.compiled(h.repeat(2, 1, 1), mask.repeat(2, 1))[:1]  # [1, T, D]
-            return self.compiled(h, mask)  # [B, T, D]
+
+Calibration = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
 
 class QuantisedStack:
     """The int8 layers, run as ``Bert.run`` runs layers (start, stop, and the last layer's attention
-    probabilities on request), one compiled ``Block`` per range asked for. The encoder asks for
-    the ranges between its pruning points, so the pruning between them is unchanged. A range
-    first asked for compiles then (``compile_now`` does it while loading); the blocks are shared by
-    every ``Encoder.with_prune`` copy and by the threads of one process."""
+    probabilities on request), one built graph per range and width class asked for
+    (``prune.int8_store``). The encoder asks for the ranges between its pruning points, so the
+    pruning between them is unchanged. A graph is loaded from the store when it is there; else the
+    layers are calibrated (once) and the graph built into the store, which needs a C++ compiler.
+    The graphs are shared by every ``Encoder.with_prune`` copy and by the threads of one process."""
 
-    def __init__(self, layers: list[QuantisedLayer]) -> None:
-        self.layers = layers
-        self._blocks: dict[tuple[int, int], Block] = {}
+    def __init__(self, bert: Bert, store: GraphStore, calibration: Calibration) -> None:
+        self.bert = bert  # its fp32 layers answer when attention probabilities rank tokens
+        self.store = store
+        self._calibration = calibration
+        self._quantised: list[QuantisedLayer] | None = None  # calibrated on the first build
+        self._graphs: dict[tuple[int, int, str], Callable[..., torch.Tensor]] = {}
         self._lock = threading.Lock()
+        self.built: list[tuple[int, int, str]] = []  # the graphs this process built (the rest were loaded)
 
     def __call__(
         self, h: torch.Tensor, mask: torch.Tensor, start: int, stop: int, need_probs: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if need_probs:  # the last layer in fp32, for the token ranking
             h, _ = self(h, mask, start, stop - 1)
-            return self.layers[stop - 1](h, mask, need_probs=True)
+            return self.bert.layers[stop - 1](h, mask, need_probs=True)
         if start == stop:
             return h, None
-        return self._block(start, stop)(h, mask), None  # [B, T, D]
+        graph = self.graph(start, stop, width_class(h.shape[1]))
+        if h.shape[0] == 1:  # the graphs take two rows or more: run one as two
+            return graph(h.repeat(2, 1, 1), mask.repeat(2, 1))[:1], None  # [1, T, D]
+        return graph(h, mask), None  # [B, T, D]
 
-    def _block(self, start: int, stop: int) -> Block:
+    def graph(self, start: int, stop: int, width: str) -> Callable[..., torch.Tensor]:
+        """The runner of layers [start, stop) for rows of the width class: loaded, or built then loaded."""
         with self._lock:
-            if (start, stop) not in self._blocks:
-                self._blocks[start, stop] = Block(self.layers[start:stop])
-            return self._blocks[start, stop]
+            if (start, stop, width) not in self._graphs:
+                if not self.store.has(start, stop, width):
+                    with self.store.lock():  # another process may be building it: wait, then load
+                        if not self.store.has(start, stop, width):
+                            self._build(start, stop, width)
+                self._graphs[start, stop, width] = self.store.load(start, stop, width)
+            return self._graphs[start, stop, width]
 
-    def compile_now(self, embeddings: nn.Module, graphs: Iterable[tuple[int, int, int]]) -> None:
-        """Compile while loading rather than in the first unit: each (start, stop, width) graph, the
-        width picking ``Layer.attend``'s short-row or long-row branch. Later calls of any shape in
-        the same branch reuse it (a single row runs as two, see ``Block``); a graph not compiled
-        here compiles when first asked for."""
-        with torch.inference_mode():
-            for start, stop, width in graphs:
-                ids = torch.full((2, width), 100, dtype=torch.long)  # [B, T]
-                mask = torch.ones(2, width, dtype=torch.bool)  # [B, T]
-                self(embeddings(ids), mask, start, stop)  # [B, T, D] -> [B, T, D]
+    def missing(self, graphs: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+        return [g for g in graphs if not self.store.has(*g)]
 
+    def quantised_layers(self) -> list[QuantisedLayer]:
+        """The calibrated int8 layers in eager form (the quantised reference ops, slow)."""
+        if self._quantised is None:
+            self._quantised = quantise(self.bert, self._calibration())
+        return self._quantised
 
-def _own_code(method: Callable[..., torch.Tensor], key: int) -> Callable[..., torch.Tensor]:
-    """``method`` with a code object of its own. Dynamo keeps its compiled graphs per code object,
-    with a limit of 8: six layers sharing one ``_int8``, each with a short and a long branch, would
-    pass it and fall back to eager."""
-    fn = method.__func__  # type: ignore[attr-defined]
-    code = fn.__code__.replace(co_name=f"{fn.__name__}_{key}")
-    return types.MethodType(types.FunctionType(code, fn.__globals__, code.co_name), method.__self__)  # type: ignore[attr-defined]
+    def eager(
+        self, h: torch.Tensor, mask: torch.Tensor, start: int, stop: int, need_probs: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As ``__call__``, with the calibrated layers in eager form, one at a time: the quantised
+        reference ops the built graphs must match (slow; for checks)."""
+        layers = self.quantised_layers()
+        for i in range(start, stop):
+            h, probs = layers[i](h, mask, need_probs=need_probs and i == stop - 1)
+        return h, (probs if need_probs and stop > start else None)
+
+    def _build(self, start: int, stop: int, width: str) -> None:
+        problem = compiler_problem()
+        if problem:
+            raise Int8Unavailable(f"int8 layers {start}-{stop} ({width} rows) are not built here and {problem}")
+        d = self.bert.embeddings.norm.normalized_shape[0]
+        self.store.build(Layers(self.quantised_layers()[start:stop]), start, stop, width, d)
+        self.built.append((start, stop, width))
 
 
 def _imports():  # type: ignore[no-untyped-def]
@@ -178,16 +190,23 @@ def _imports():  # type: ignore[no-untyped-def]
     return prepare_pt2e, convert_pt2e, quantizer
 
 
-def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> QuantisedStack:
-    """Replace ``bert``'s fp32 layers with calibrated int8 ones, in place, and return them as a
-    stack to run (not compiled yet: ``QuantisedStack.compile_now``).
+def quantise_available() -> None:
+    """Raises ``Int8Unavailable`` when torchao (the int8 quantiser) cannot be imported."""
+    try:
+        _imports()
+    except ConfigError as exc:
+        raise Int8Unavailable(str(exc)) from None
+
+
+def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[QuantisedLayer]:
+    """``bert``'s layers as calibrated int8 ones (``bert`` keeps its fp32 layers).
 
     calibration: batches of (ids [B, T] long, mask [B, T] bool), run through the fp32 model to
     record each layer's activation ranges.
     """
     prepare_pt2e, convert_pt2e, quantizer = _imports()
-    # Inductor's own int8 lowering copies a tensor in a way torch warns about, on every compile of
-    # a block (while loading, and for a range first asked for later): not the user's concern
+    # Inductor's own int8 lowering copies a tensor in a way torch warns about, on every build of a
+    # graph: not the user's concern
     warnings.filterwarnings("ignore", message="To copy construct from a tensor", module=r"torch\._inductor\.")
     rows, tokens = torch.export.Dim("rows", min=1, max=MAX_ROWS), torch.export.Dim("tokens", min=2, max=MAX_TOKENS)
     dims = {0: rows, 1: tokens}  # of every [B, T, D] input
@@ -212,6 +231,7 @@ def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]
             seen += int(mask.sum())
     if seen == 0:
         raise ConfigError("int8 calibration needs at least one text; none was given")
-    for i, layer in enumerate(float_layers):
-        bert.layers[i] = QuantisedLayer(layer, convert_pt2e(projects[i]), convert_pt2e(finishes[i]))
-    return QuantisedStack(list(bert.layers))  # type: ignore[arg-type]
+    return [
+        QuantisedLayer(layer, convert_pt2e(project), convert_pt2e(finish))
+        for layer, project, finish in zip(float_layers, projects, finishes, strict=True)
+    ]

@@ -213,3 +213,10 @@ def fingerprint(
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
+
+
+def model_fingerprint(path: str | Path | None) -> str:
+    """The fingerprint of the model at ``path`` (default: the packaged one), without building an
+    encoder: what a job's actor checks heads against before it loads its encoder."""
+    spec = read_spec(path)
+    return fingerprint(load_state(spec), load_config(spec), spec, load_tokenizer(spec))

@@ -123,3 +123,16 @@ def heads(redis_url: str, encoder) -> str:  # type: ignore[no-untyped-def]
     solo = centroid_head(encoder.encode(["top up"]).embeddings, ["top_up"])
     store.put("solo", solo, encoder.fingerprint, None, {"top_up": 1})
     return prefix
+
+
+@pytest.fixture(scope="session")
+def no_cxx_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment with every C++ compiler on PATH replaced by a stub that fails, as on Ray's
+    CPU images (their Dockerfile removes g++)."""
+    stubs = tmp_path_factory.mktemp("no-cxx")
+    for name in ("g++", "gcc", "cc", "c++", "clang", "clang++", "x86_64-linux-gnu-g++", "x86_64-linux-gnu-gcc"):
+        stub = stubs / name
+        stub.write_text('#!/bin/sh\necho "no C++ compiler on this node (test stub)" >&2\nexit 1\n')
+        stub.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("CXX", "CC")}
+    return {**env, "PATH": f"{stubs}:{env.get('PATH', '')}"}
