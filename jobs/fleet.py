@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jobs.errors import JobError
+from prune.errors import Int8Unavailable
 from workers.job_spec import JobAddress, JobSpec
 from workers.queue import WorkQueue
 
@@ -43,9 +44,17 @@ class Fleet:
         for ref in answered:
             idx = self.pending_info.pop(ref)
             try:
-                self.infos.append(ray.get(ref))
+                info = ray.get(ref)
             except RayActorError as exc:
                 self.log(f"actor {idx} did not start: {exc}")
+                continue
+            if info.get("refused"):  # it cannot run the job's dtype on its node: a restart would not either
+                self.stop()
+                raise Int8Unavailable(
+                    f"{info['refused']}. Job {self.job.job_id} stopped; resume it once fixed with --resume "
+                    f"{self.job.job_id}, or clear it with `jobs forget {self.job.job_id} --force`"
+                )
+            self.infos.append(info)
 
     def reap(self, finished: Callable[[], bool], timeout: float = 0.5) -> None:
         """Wait a little for actors to return; replace the ones that died while work is left."""

@@ -250,3 +250,36 @@ def cut_tail(p: Plan, streams: int) -> Plan:
         for a, n in _split(u.start, u.rows, TAIL_PIECES)
     ]
     return replace(p, units=p.units[:keep] + tuple(pieces))
+
+
+def encodable_rows(p: Plan, columns: Columns, tenants: set[str]) -> int:
+    """About how many planned rows need encoding: those of a tenant that has a head (``tenants``),
+    read from the tenant column alone, in batches. With one tenant for every row (``--tenant``),
+    the rows whose text is not null, from the footers' statistics. What decides int8 for a job
+    whose rows mostly need no encoding (unknown tenants, no text)."""
+    import pyarrow.compute as pc
+
+    known = pa.array(sorted(tenants), pa.string())
+    total = 0
+    for uri in p.files:
+        fs, path = resolve(uri)
+        with fs.open_input_file(path) as f:
+            pf = pq.ParquetFile(f)
+            if columns.fixed_tenant or columns.tenant is None:
+                total += pf.metadata.num_rows - _null_count(pf, columns.text)
+                continue
+            for batch in pf.iter_batches(batch_size=65536, columns=[columns.tenant]):
+                tenant = batch.column(0).cast(pa.string())
+                total += pc.sum(pc.is_in(tenant, value_set=known)).as_py() or 0
+    return total
+
+
+def _null_count(pf: pq.ParquetFile, column: str) -> int:
+    """The column's nulls from the row groups' statistics (0 where a writer left none)."""
+    index = pf.schema_arrow.get_field_index(column)
+    meta = pf.metadata
+    nulls = 0
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(index).statistics
+        nulls += stats.null_count if stats is not None and stats.has_null_count else 0
+    return nulls

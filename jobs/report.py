@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from jobs.plan import Plan
-from jobs.report_schema import DeadUnit, Latency, Placement, Report, RowCounts, Share, UnitCounts
+from jobs.report_schema import PLACEMENT_FIELDS, DeadUnit, Latency, Placement, Report, RowCounts, Share, UnitCounts
 from prune.cpu import cpu_model, native_bf16
 from workers.connection import redact
 from workers.job_spec import JobSpec
@@ -148,7 +148,7 @@ def build_report(
         unit_latency_s=_latency(stats),
         actors=_group(stats, "actor", wall),
         nodes=_group(stats, "node", wall),
-        placement=[Placement(**{k: i.get(k) for k in ("actor", "node", "host", "pid", "dtype")}) for i in infos],
+        placement=[Placement(**{k: i.get(k) for k in PLACEMENT_FIELDS}) for i in infos],
         dead_units=[DeadUnit(unit=d["unit"], error=d["error"]) for d in dead if d["unit"] in dead_ids],
         config=_config(spec, fingerprint, redis_url),
         driver_max_rss_mb=peak_rss_mb(),

@@ -65,10 +65,14 @@ class Placement:
     host: str | None
     pid: int | None
     dtype: str | None
+    dtype_why: str | None = None  # why the actor runs its dtype on its node (job_dtype_choice)
+
+
+PLACEMENT_FIELDS = ("actor", "node", "host", "pid", "dtype", "dtype_why")
 
 
 def _placement(d: dict[str, Any]) -> Placement:
-    return Placement(**{k: d.get(k) for k in ("actor", "node", "host", "pid", "dtype")})
+    return Placement(**{k: d.get(k) for k in PLACEMENT_FIELDS})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,11 +24,12 @@ import redis
 from jobs.errors import JobError, JobIncomplete, JobInterrupted, ResumeError, StorageError
 from jobs.fleet import drive
 from jobs.output import REPORT, SUCCESS, claim_output, holds
-from jobs.plan import Plan, check_apart, cut_tail, plan
+from jobs.plan import Plan, check_apart, cut_tail, encodable_rows, plan
 from jobs.reconcile import reconcile
 from jobs.report import build_report
 from jobs.report_schema import Report
-from prune.errors import BadInput
+from prune.config import int8_min_rows
+from prune.errors import BadInput, Int8Unavailable
 from prune.model import check_model
 from workers.connection import connect, redact
 from workers.errors import RedisUnavailable
@@ -125,6 +126,33 @@ def _placement(spec: JobSpec, local: bool, log: Callable[[str], object] = print)
     return actors, cpus
 
 
+def _rows_to_encode(job: _Job, client: redis.Redis, prefix: str, p: Plan) -> int:
+    """The planned rows, or for ``--dtype auto`` where int8 might pay, those that need encoding
+    (a tenant with a head): rows of unknown tenants would otherwise buy int8's load for nothing."""
+    if job.spec.dtype != "auto" or p.rows < int8_min_rows(built=True):
+        return p.rows
+    tenants = set(CentroidStore(client, prefix).pinned(job.id).tenants())
+    return encodable_rows(p, job.spec.columns, tenants)
+
+
+def _check_int8_on_every_node(spec: JobSpec) -> None:
+    """An explicit --dtype int8 runs on every live node, or the job is not created: each node says
+    what int8 needs there (its built graphs, or a C++ compiler to build them)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from workers.job_encoder import int8_problem
+
+    check = ray.remote(num_cpus=0, max_retries=0)(int8_problem)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
+    refs = [
+        check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(spec) for n in nodes
+    ]
+    problems = [p for p in ray.get(refs) if p]
+    if problems:
+        raise Int8Unavailable(f"--dtype int8 cannot run on {len(problems)} node(s): {'; '.join(problems)}")
+
+
 @dataclass(frozen=True)
 class _Job:
     id: str
@@ -200,13 +228,15 @@ def _run(
     planned = _plan(job)
     init_ray(ray_address)
     actors, cpus = _placement(job.spec, local=ray_address is None, log=log)
+    if job.spec.dtype == "int8":
+        _check_int8_on_every_node(job.spec)
     planned = _enqueue(job, client, prefix, planned, actors * cpus, started, log)
     claim_output(client, prefix, job.spec.output, job.id, resuming, overwrite)  # once the job exists: resumable
     fault_point("claimed")
     address = JobAddress(redis_url=redis_url, prefix=prefix, job_id=job.id)
     rows_of = {u.id: u.rows for u in planned.units}
-    # each actor decides its dtype for its node; how many rows it has decides whether int8 pays
-    per_actor = -(-planned.rows // actors)
+    # each actor decides its dtype for its node; how many rows it will encode decides whether int8 pays
+    per_actor = -(-_rows_to_encode(job, client, prefix, planned) // actors)
     spec = replace(job.spec, actors=actors, cpus_per_actor=cpus, rows_per_actor=per_actor)
     infos = drive(job.queue, spec, address, actors, cpus, rows_of, on_progress, log) if planned.units else []
     return _finish(job, client, prefix, spec, planned, infos, started, redis_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -32,22 +33,58 @@ def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
     return dtype  # type: ignore[return-value]
 
 
-# int8 calibrates and compiles when an actor loads its encoder (40-70 s on 2 vCPUs), then encodes
-# 1.3-1.7x faster than bf16 on a CPU with AMX-INT8 or AVX512-VNNI, both with the tuned pruning
-# (docs/performance.md): worth it for an actor with this many rows, where the load is a small
-# part of the job's time.
+# Where int8 pays in a job's actor: the rows one actor encodes before int8's extra load is paid
+# back by its speed over bf16 (benchmarks/int8_load.py, docs/performance.md). Its graphs already
+# built on the node (prune.int8_store), int8 loads in seconds; built first, in about a minute.
+INT8_MIN_ROWS_BUILT = 20_000
 INT8_MIN_ROWS = 250_000
+# Each can be set for a cluster whose figures differ (and, in tests, to force the large-job rule).
+MIN_ROWS_ENV = {True: "JOBS_INT8_MIN_ROWS_BUILT", False: "JOBS_INT8_MIN_ROWS"}
+
+
+def int8_min_rows(built: bool) -> int:
+    """The rows from which an actor's int8 pays: its graphs ``built`` on the node, or to build."""
+    value = os.environ.get(MIN_ROWS_ENV[built])
+    if value is None:
+        return INT8_MIN_ROWS_BUILT if built else INT8_MIN_ROWS
+    if not value.isdigit():
+        raise ConfigError(f"{MIN_ROWS_ENV[built]} must be a whole number of rows, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class DtypeChoice:
+    """The dtype an actor asks for, and why: the report's placement says both."""
+
+    dtype: str
+    why: str
+
+
+def job_dtype_choice(
+    dtype: str, rows: int | None, *, native: bool | None = None, built: bool = False, problem: str | None = None
+) -> DtypeChoice:
+    """What a batch job's actor runs. ``auto`` becomes int8 where the CPU has native int8 matmuls
+    (``native``, default: this CPU) and the actor has enough ``rows`` to encode for int8's load to
+    pay: INT8_MIN_ROWS_BUILT when its graphs are ``built`` on the node, else INT8_MIN_ROWS; and
+    only where int8 can run (``problem``: why not). Otherwise ``auto`` stays, and resolves as for
+    any encoder (bf16 or fp32). An explicit dtype is kept."""
+    check_dtype_choice(dtype)
+    if dtype != "auto":
+        return DtypeChoice(dtype, "as asked")
+    if not (native_int8() if native is None else native):
+        return DtypeChoice("auto", "no native int8 matmuls (AMX-INT8 or AVX512-VNNI) on this CPU")
+    threshold = int8_min_rows(built)
+    state = "built on this node" if built else "to build on this node"
+    if rows is None or rows < threshold:
+        return DtypeChoice("auto", f"{rows or 0:,} rows to encode; int8 (graphs {state}) pays from {threshold:,}")
+    if problem:
+        return DtypeChoice("auto", f"int8 would pay for {rows:,} rows but cannot run: {problem}")
+    return DtypeChoice("int8", f"{rows:,} rows to encode; int8 (graphs {state}) pays from {threshold:,}")
 
 
 def job_dtype(dtype: str, rows_per_actor: int | None, int8: bool | None = None) -> str:
-    """The dtype a batch job's actor asks for. ``auto`` becomes int8 where the CPU has native int8
-    matmuls (``int8``, default: this CPU) and the actor has at least INT8_MIN_ROWS rows to encode;
-    otherwise ``dtype`` is kept (``auto`` then resolves as for any encoder: bf16 or fp32)."""
-    check_dtype_choice(dtype)
-    large = rows_per_actor is not None and rows_per_actor >= INT8_MIN_ROWS
-    if dtype == "auto" and large and (native_int8() if int8 is None else int8):
-        return "int8"
-    return dtype
+    """``job_dtype_choice``'s dtype for int8 graphs still to build."""
+    return job_dtype_choice(dtype, rows_per_actor, native=int8).dtype
 
 
 @dataclass(frozen=True)

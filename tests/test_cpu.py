@@ -54,14 +54,21 @@ def test_an_explicit_job_dtype_is_kept_at_any_size(dtype: str) -> None:
         job_dtype("fp16", 0, int8=True)
 
 
-def test_an_actor_asks_for_int8_when_its_job_is_large_and_its_cpu_has_native_int8() -> None:
-    from workers.job_spec import JobSpec
+def test_int8_pays_from_fewer_rows_when_its_graphs_are_built_and_never_where_it_cannot_run() -> None:
+    from prune.config import INT8_MIN_ROWS_BUILT, job_dtype_choice
 
-    large = JobSpec(input="in", output="out", rows_per_actor=INT8_MIN_ROWS).encoder_options()
-    small = JobSpec(input="in", output="out", rows_per_actor=INT8_MIN_ROWS - 1).encoder_options()
-    assert large.dtype == ("int8" if native_int8() else resolve_dtype("auto"))
-    assert small.dtype == resolve_dtype("auto")
+    assert INT8_MIN_ROWS_BUILT < INT8_MIN_ROWS
+    rows = INT8_MIN_ROWS_BUILT
+    assert job_dtype_choice("auto", rows, native=True, built=True).dtype == "int8"
+    assert job_dtype_choice("auto", rows, native=True, built=False).dtype == "auto"  # to build: not yet worth it
+    assert job_dtype_choice("auto", rows - 1, native=True, built=True).dtype == "auto"
+    fallback = job_dtype_choice("auto", INT8_MIN_ROWS, native=True, problem="no working C++ compiler")
+    assert fallback.dtype == "auto" and "cannot run: no working C++ compiler" in fallback.why
+    assert "no native int8" in job_dtype_choice("auto", INT8_MIN_ROWS, native=False, built=True).why
+    assert job_dtype_choice("int8", 0, native=False).dtype == "int8"  # explicit: kept (refused where it cannot run)
     with pytest.raises(ValueError, match="rows_per_actor must be a non-negative integer"):
+        from workers.job_spec import JobSpec
+
         JobSpec(input="in", output="out", rows_per_actor=-1)
 
 

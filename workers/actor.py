@@ -35,15 +35,15 @@ class ClassifierWorker:
         """``encoder``: an already loaded one (tests); by default the spec's model is loaded."""
         import torch
 
-        from prune import Encoder
         from workers.classify import HeadCache
         from workers.connection import connect
+        from workers.job_encoder import job_encoder
         from workers.queue import WorkQueue
         from workers.tenant_store import CentroidStore
 
         torch.set_num_threads(1)  # one thread per stream, `cpus` streams
         self.spec, self.job, self.cpus, self.name = spec, job, cpus, name
-        self.encoder = encoder or Encoder(spec.model, spec.prune, spec.encoder_options())
+        self.encoder, self.dtype_why = (encoder, "given") if encoder else job_encoder(spec)
         client = connect(job.redis_url)
         self.queue = WorkQueue(client, job.prefix, job.job_id, spec.max_attempts, spec.claim_idle_ms)
         pinned = CentroidStore(client, job.prefix).pinned(job.job_id)  # the heads of the submit, not of now
@@ -60,6 +60,7 @@ class ClassifierWorker:
             "pid": os.getpid(),
             "fingerprint": self.encoder.fingerprint,
             "dtype": self.encoder.options.dtype,
+            "dtype_why": self.dtype_why,
         }
 
     def process(self, unit_dict: dict[str, Any]) -> UnitStats:
@@ -160,12 +161,23 @@ def _metrics() -> dict[str, Any] | None:
 
 @ray.remote(max_restarts=0, max_task_retries=0)
 class ClassifierActor:
+    """A job's actor. One that cannot run the job's explicit dtype on its node (``Int8Unavailable``)
+    takes no unit and says why in its info, where the driver stops the job: a failure in
+    ``__init__`` would only kill it, and be retried, on every restart."""
+
     def __init__(self, spec: JobSpec, job: JobAddress, cpus: int, name: str) -> None:
+        from prune.errors import Int8Unavailable
+
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.worker = ClassifierWorker(spec, job, cpus, name)
+        self.refused: str | None = None
+        try:
+            self.worker: ClassifierWorker | None = ClassifierWorker(spec, job, cpus, name)
+        except Int8Unavailable as exc:
+            self.worker, self.refused = None, str(exc)
+            self.name = name
 
     def info(self) -> dict[str, Any]:
-        return self.worker.info()
+        return self.worker.info() if self.worker else {"actor": self.name, "refused": self.refused}
 
     def run(self) -> dict[str, Any]:
-        return self.worker.run()
+        return self.worker.run() if self.worker else self.info()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from prune.config import DEFAULT_TOKEN_BUDGET, EncoderOptions, PruneConfig, check_dtype_choice, job_dtype
+from prune.config import DEFAULT_TOKEN_BUDGET, PruneConfig, check_dtype_choice
 from prune.errors import ConfigError
 from workers.parquet_io import absolute_uri
 
@@ -43,7 +43,7 @@ class JobSpec:
     unit_rows: int = DEFAULT_UNIT_ROWS
     max_attempts: int = 3
     claim_idle_ms: int = 60_000
-    rows_per_actor: int | None = None  # set by the driver from the plan; a large job may mean int8 (job_dtype)
+    rows_per_actor: int | None = None  # rows each actor is expected to encode (the driver's estimate): int8 may pay
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", absolute_uri(self.input))  # stored as resolved at submit
@@ -54,11 +54,6 @@ class JobSpec:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.rows_per_actor is not None and (not isinstance(self.rows_per_actor, int) or self.rows_per_actor < 0):
             raise ConfigError(f"rows_per_actor must be a non-negative integer or None, got {self.rows_per_actor!r}")
-
-    def encoder_options(self) -> EncoderOptions:
-        """What an actor's encoder runs, decided on the actor's node: ``auto`` for its CPU, and int8
-        there for a large job (prune.config.job_dtype)."""
-        return EncoderOptions(dtype=job_dtype(self.dtype, self.rows_per_actor), token_budget=self.token_budget)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

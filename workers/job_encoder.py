@@ -1,0 +1,59 @@
+"""The encoder of a job's actor: its dtype chosen on the actor's own node, and why.
+
+``--dtype auto`` means int8 where it pays and can run (``prune.config.job_dtype_choice``): what
+int8 needs is checked on the node first (its built graphs, else a C++ compiler to build them), and
+where it cannot run the actor falls back to bf16 or fp32 and says why. An explicit ``--dtype
+int8`` that cannot run on the node is refused (``Int8Unavailable``), before any unit is taken.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+from prune.config import EncoderOptions, int8_min_rows, job_dtype_choice
+from prune.cpu import native_int8
+from prune.errors import Int8Unavailable
+from workers.job_spec import JobSpec
+
+if TYPE_CHECKING:
+    from prune import Encoder
+    from prune.encoder import Int8Readiness
+
+
+def int8_readiness_for(spec: JobSpec) -> Int8Readiness:
+    """What int8 needs, checked on this node for the job's model and pruning (at the actor's one
+    thread per stream, the thread count its graphs are built for)."""
+    import torch
+
+    from prune.encoder import int8_readiness
+    from prune.model import load_config, model_fingerprint, read_spec
+
+    torch.set_num_threads(1)
+    layers = load_config(read_spec(spec.model)).num_hidden_layers
+    options = EncoderOptions(dtype="int8", token_budget=spec.token_budget)
+    return int8_readiness(model_fingerprint(spec.model), layers, spec.prune, options)
+
+
+def int8_problem(spec: JobSpec) -> str | None:
+    """Why an explicit ``--dtype int8`` cannot run on this node (named), or None: the driver asks
+    every node before it creates the job."""
+    problem = int8_readiness_for(spec).problem
+    return f"node {socket.gethostname()}: {problem}" if problem else None
+
+
+def job_encoder(spec: JobSpec) -> tuple[Encoder, str]:
+    """The actor's encoder and why it runs its dtype. Call it with the actor's thread count set."""
+    from prune import Encoder
+
+    rows = spec.rows_per_actor
+    ready = None
+    if spec.dtype == "int8" or (spec.dtype == "auto" and native_int8() and (rows or 0) >= int8_min_rows(built=True)):
+        ready = int8_readiness_for(spec)
+    if spec.dtype == "int8" and ready is not None and ready.problem:
+        raise Int8Unavailable(f"--dtype int8 cannot run on node {socket.gethostname()}: {ready.problem}")
+    choice = job_dtype_choice(
+        spec.dtype, rows, built=bool(ready and ready.built), problem=ready.problem if ready else None
+    )
+    encoder = Encoder(spec.model, spec.prune, EncoderOptions(dtype=choice.dtype, token_budget=spec.token_budget))
+    return encoder, choice.why
