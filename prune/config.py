@@ -33,17 +33,20 @@ def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
     return dtype  # type: ignore[return-value]
 
 
-# Where int8 pays in a job's actor: the rows one actor encodes before int8's extra load is paid
-# back by its speed over bf16 (benchmarks/int8_load.py, docs/performance.md). Its graphs already
-# built on the node (prune.int8_store), int8 loads in seconds; built first, in about a minute.
-INT8_MIN_ROWS_BUILT = 20_000
-INT8_MIN_ROWS = 250_000
+# Where int8 pays in a job's actor, in rows per encode stream (an actor runs one single-thread
+# stream per CPU, all sharing one load): the rows a stream encodes before int8's extra load is paid
+# back by its speed over bf16 (benchmarks/int8_load.py; docs/performance.md#int8-load). With its
+# graphs already built on the node (prune.int8_store) int8 loads in seconds; built first, in about
+# a minute and a half. Both thresholds keep about twice the measured break-even as margin.
+INT8_MIN_ROWS_BUILT = 5_000
+INT8_MIN_ROWS = 200_000
 # Each can be set for a cluster whose figures differ (and, in tests, to force the large-job rule).
 MIN_ROWS_ENV = {True: "JOBS_INT8_MIN_ROWS_BUILT", False: "JOBS_INT8_MIN_ROWS"}
 
 
 def int8_min_rows(built: bool) -> int:
-    """The rows from which an actor's int8 pays: its graphs ``built`` on the node, or to build."""
+    """The rows per encode stream from which int8 pays: its graphs ``built`` on the node, or to
+    build."""
     value = os.environ.get(MIN_ROWS_ENV[built])
     if value is None:
         return INT8_MIN_ROWS_BUILT if built else INT8_MIN_ROWS
@@ -64,10 +67,10 @@ def job_dtype_choice(
     dtype: str, rows: int | None, *, native: bool | None = None, built: bool = False, problem: str | None = None
 ) -> DtypeChoice:
     """What a batch job's actor runs. ``auto`` becomes int8 where the CPU has native int8 matmuls
-    (``native``, default: this CPU) and the actor has enough ``rows`` to encode for int8's load to
-    pay: INT8_MIN_ROWS_BUILT when its graphs are ``built`` on the node, else INT8_MIN_ROWS; and
-    only where int8 can run (``problem``: why not). Otherwise ``auto`` stays, and resolves as for
-    any encoder (bf16 or fp32). An explicit dtype is kept."""
+    (``native``, default: this CPU) and each of the actor's encode streams has enough ``rows`` to
+    encode for int8's load to pay: INT8_MIN_ROWS_BUILT when its graphs are ``built`` on the node,
+    else INT8_MIN_ROWS; and only where int8 can run (``problem``: why not). Otherwise ``auto``
+    stays, and resolves as for any encoder (bf16 or fp32). An explicit dtype is kept."""
     check_dtype_choice(dtype)
     if dtype != "auto":
         return DtypeChoice(dtype, "as asked")
@@ -76,15 +79,16 @@ def job_dtype_choice(
     threshold = int8_min_rows(built)
     state = "built on this node" if built else "to build on this node"
     if rows is None or rows < threshold:
-        return DtypeChoice("auto", f"{rows or 0:,} rows to encode; int8 (graphs {state}) pays from {threshold:,}")
+        why = f"{rows or 0:,} rows per stream to encode; int8 (graphs {state}) pays from {threshold:,}"
+        return DtypeChoice("auto", why)
     if problem:
-        return DtypeChoice("auto", f"int8 would pay for {rows:,} rows but cannot run: {problem}")
-    return DtypeChoice("int8", f"{rows:,} rows to encode; int8 (graphs {state}) pays from {threshold:,}")
+        return DtypeChoice("auto", f"int8 would pay for {rows:,} rows per stream but cannot run: {problem}")
+    return DtypeChoice("int8", f"{rows:,} rows per stream to encode; int8 (graphs {state}) pays from {threshold:,}")
 
 
-def job_dtype(dtype: str, rows_per_actor: int | None, int8: bool | None = None) -> str:
+def job_dtype(dtype: str, rows_per_stream: int | None, int8: bool | None = None) -> str:
     """``job_dtype_choice``'s dtype for int8 graphs still to build."""
-    return job_dtype_choice(dtype, rows_per_actor, native=int8).dtype
+    return job_dtype_choice(dtype, rows_per_stream, native=int8).dtype
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,17 @@ def test_auto_is_resolved_once_by_the_encoder_options_and_the_encoder_runs_it(en
     want = torch.bfloat16 if options.dtype == "bfloat16" else torch.float32
     assert auto.bert.layers[0].qkv.weight.dtype == want
     assert Encoder(options=EncoderOptions(dtype="float32")).bert.layers[0].qkv.weight.dtype == torch.float32
+
+
+def test_int8_pays_per_encode_stream_which_share_one_load() -> None:
+    from prune.config import INT8_MIN_ROWS_BUILT, job_dtype_choice
+    from workers.job_encoder import rows_per_stream
+    from workers.job_spec import JobSpec
+
+    spec = JobSpec(input="in", output="out", rows_per_actor=4 * INT8_MIN_ROWS_BUILT - 1, cpus_per_actor=4)
+    assert rows_per_stream(spec) == INT8_MIN_ROWS_BUILT  # rounded up: no stream is left out
+    two = JobSpec(input="in", output="out", rows_per_actor=4 * INT8_MIN_ROWS_BUILT - 1, cpus_per_actor=2)
+    assert job_dtype_choice("auto", rows_per_stream(two), native=True, built=True).dtype == "int8"
+    eight = JobSpec(input="in", output="out", rows_per_actor=4 * INT8_MIN_ROWS_BUILT - 1, cpus_per_actor=8)
+    assert job_dtype_choice("auto", rows_per_stream(eight), native=True, built=True).dtype == "auto"
+    assert rows_per_stream(JobSpec(input="in", output="out")) is None

@@ -42,11 +42,19 @@ def int8_problem(spec: JobSpec) -> str | None:
     return f"node {socket.gethostname()}: {problem}" if problem else None
 
 
+def rows_per_stream(spec: JobSpec) -> int | None:
+    """The rows each of the actor's encode streams is expected to encode: one stream per CPU, all
+    sharing the actor's one int8 load, so int8 pays per stream."""
+    if spec.rows_per_actor is None:
+        return None
+    return -(-spec.rows_per_actor // (spec.cpus_per_actor or 1))
+
+
 def job_encoder(spec: JobSpec) -> tuple[Encoder, str]:
     """The actor's encoder and why it runs its dtype. Call it with the actor's thread count set."""
     from prune import Encoder
 
-    rows = spec.rows_per_actor
+    rows = rows_per_stream(spec)
     ready = None
     if spec.dtype == "int8" or (spec.dtype == "auto" and native_int8() and (rows or 0) >= int8_min_rows(built=True)):
         ready = int8_readiness_for(spec)

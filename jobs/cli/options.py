@@ -11,7 +11,7 @@ import click
 
 from jobs import embedded_redis
 from prune import EncoderOptions, PruneConfig
-from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES, INT8_MIN_ROWS
+from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES, INT8_MIN_ROWS, INT8_MIN_ROWS_BUILT
 from workers.connection import connect
 from workers.errors import InvalidName
 from workers.tenant_store import CentroidStore, validate_prefix
@@ -23,9 +23,11 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 DTYPE_HELP = (
     "bfloat16 runs matmuls in bf16 (about 2x faster on CPUs with AMX or AVX512-BF16, several times "
     "slower without); auto picks it only where the CPU has it natively, else float32. int8 runs "
-    "static int8 layers (calibrated and compiled when an encoder loads, about a minute; needs torchao). "
-    "In a classify job, auto means int8 on a node with AMX-INT8 or AVX512-VNNI when each actor has at least "
-    f"{INT8_MIN_ROWS:,} rows to encode."
+    "static int8 layers (needs torchao): calibrated and built once per model, pruning and CPU, which "
+    "takes a C++ compiler and about a minute and a half, then loaded in seconds from the user's data "
+    "folder (JOBS_INT8_CACHE names another). In a classify job, auto means int8 on a node with "
+    f"AMX-INT8 or AVX512-VNNI when each encode stream has at least {INT8_MIN_ROWS_BUILT:,} rows to "
+    f"encode ({INT8_MIN_ROWS:,} while the graphs are still to build), and only where int8 can run."
 )
 
 
