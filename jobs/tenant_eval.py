@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from prune.head import Head
-from prune.head_choice import OOS_LABEL
+from prune.labels import OOS_LABEL
 
 OUT_OF_SCOPE = "(out of scope)"
 

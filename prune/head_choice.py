@@ -26,7 +26,6 @@ FALLBACK_KIND = "linear"
 # plain "higher wins" then keeps the centroid on some draws and loses about 2 pt. So the centroid
 # is kept only when it wins by this many standard errors of the paired held-out difference.
 CLEAR_WIN_SE = 2.0
-OOS_LABEL = "oos"  # examples with this label teach the threshold, not an intent
 
 
 @dataclass(frozen=True)

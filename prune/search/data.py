@@ -7,8 +7,8 @@ from pathlib import Path
 
 from prune.datasets import DATASETS_DIR, read_split
 from prune.errors import DataError
+from prune.labels import OOS_LABEL
 
-OOS_LABEL = "oos"
 # BANKING77 (CC BY 4.0) and CLINC150 (CC BY 3.0), shipped with the package; each folder has its SOURCE.md
 DEFAULT_DATA_DIR = DATASETS_DIR
 

@@ -21,7 +21,8 @@ from prune.head import HEAD_KINDS
 from prune.head_choice import fit_choice
 from prune.intent_names import MODES as INTENT_NAME_MODES
 from prune.intent_names import IntentNames, encode_names
-from prune.search.data import OOS_LABEL, Split
+from prune.labels import OOS_LABEL
+from prune.search.data import Split
 from prune.search.metrics import classification_metrics, oos_metrics
 from prune.search.sampling import after_k, k_shot
 from prune.thresholds import choose_threshold

@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 
 from prune.errors import ConfigError
-from prune.search.data import OOS_LABEL
+from prune.labels import OOS_LABEL
 
 
 def intent_orders(labels: Sequence[str], seed: int) -> dict[str, list[int]]:

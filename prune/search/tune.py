@@ -28,7 +28,8 @@ from typing import Any
 from prune.config import PruneConfig
 from prune.encoder import Encoder
 from prune.errors import ConfigError
-from prune.search.data import OOS_LABEL, Split, has_split, load_split
+from prune.labels import OOS_LABEL
+from prune.search.data import Split, has_split, load_split
 from prune.search.evaluate import EvalSettings, encode_for_eval, score_runs
 from prune.search.timing import interleaved_seconds, median_ratios
 
