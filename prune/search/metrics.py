@@ -1,10 +1,12 @@
-"""Classification metrics of the eval (the heads fit with scikit-learn; these are computed here)."""
+"""Classification metrics of the eval, by scikit-learn (as the tenant eval's)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support, precision_score, recall_score
+
+NOT_PREDICTED = "\x00out of scope"  # a prediction of None: wrong for every true class
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str | None]) -> dict[str, float]:
@@ -16,38 +18,21 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str | None]) 
         raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
     if not y_true:
         raise ValueError("no rows to score")
-    t = np.array(y_true, dtype=object)
-    p = np.array(y_pred, dtype=object)
+    predicted = [NOT_PREDICTED if p is None else p for p in y_pred]
     classes = sorted(set(y_true))
-    prec, rec, f1, support = [], [], [], []
-    for c in classes:
-        tp = float(np.sum((t == c) & (p == c)))
-        fp = float(np.sum((t != c) & (p == c)))
-        fn = float(np.sum((t == c) & (p != c)))
-        pc = tp / (tp + fp) if tp + fp else 0.0
-        rc = tp / (tp + fn) if tp + fn else 0.0
-        prec.append(pc)
-        rec.append(rc)
-        f1.append(2 * pc * rc / (pc + rc) if pc + rc else 0.0)
-        support.append(tp + fn)
-    w = np.array(support) / np.sum(support)
-    return {
-        "accuracy": float(np.mean(t == p)),
-        "macro_precision": float(np.mean(prec)),
-        "macro_recall": float(np.mean(rec)),
-        "macro_f1": float(np.mean(f1)),
-        "weighted_precision": float(np.dot(w, prec)),
-        "weighted_recall": float(np.dot(w, rec)),
-        "weighted_f1": float(np.dot(w, f1)),
-    }
+    scores = {"accuracy": float(accuracy_score(y_true, predicted))}
+    for average in ("macro", "weighted"):
+        p, r, f1, _ = precision_recall_fscore_support(
+            y_true, predicted, labels=classes, average=average, zero_division=0
+        )
+        scores.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f1)})
+    return scores
 
 
 def oos_metrics(is_oos: Sequence[bool], predicted_oos: Sequence[bool]) -> dict[str, float]:
     """Recall and precision of the out-of-scope class."""
-    t = np.asarray(is_oos, dtype=bool)
-    p = np.asarray(predicted_oos, dtype=bool)
-    tp = float(np.sum(t & p))
+    truth, predicted = list(map(bool, is_oos)), list(map(bool, predicted_oos))
     return {
-        "oos_recall": tp / float(t.sum()) if t.any() else 0.0,
-        "oos_precision": tp / float(p.sum()) if p.any() else 0.0,
+        "oos_recall": float(recall_score(truth, predicted, zero_division=0)),
+        "oos_precision": float(precision_score(truth, predicted, zero_division=0)),
     }
