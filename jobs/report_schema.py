@@ -29,11 +29,6 @@ class RowCounts:
     written: int
     dead: int = 0
 
-    @property
-    def unaccounted(self) -> int:
-        """Rows neither written nor in a dead unit: 0 in every finished job."""
-        return self.planned - self.written - self.dead
-
 
 @dataclass(frozen=True, kw_only=True)
 class Latency:

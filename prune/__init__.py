@@ -3,10 +3,8 @@
 Knows nothing of Ray, Redis or Parquet jobs.
 """
 
-import os
-
-# weights are never fetched from a hub at run time
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# nothing is fetched from a model hub at run time: prune.model reads the model's folder with
+# local_files_only
 
 from typing import TYPE_CHECKING, Any
 

@@ -168,7 +168,6 @@ class ClassifierActor:
     def __init__(self, spec: JobSpec, job: JobAddress, cpus: int, name: str) -> None:
         from prune.errors import Int8Unavailable
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.refused: str | None = None
         try:
             self.worker: ClassifierWorker | None = ClassifierWorker(spec, job, cpus, name)

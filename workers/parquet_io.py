@@ -35,10 +35,6 @@ def absolute_uri(uri: str) -> str:
     return os.path.realpath(os.path.expanduser(path))
 
 
-def is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
-
-
 def join(base_uri: str, name: str) -> str:
     return base_uri.rstrip("/") + "/" + name
 
