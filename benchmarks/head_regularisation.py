@@ -160,7 +160,7 @@ def heads(c_grid: tuple[float, ...], alternatives: bool, names: bool = False) ->
     out: dict[str, Predict] = {"centroid": _shipped(lambda x, y: centroid_head(x, y))}
     for c in c_grid:
         out[f"linear C={c:g}"] = _shipped(lambda x, y, c=c: linear_head(x, y, c=c))
-    out["auto"] = _shipped(lambda x, y: fit_head("auto", x, y))
+    out["auto"] = _shipped(lambda x, y: fit_choice("auto", x, y).head)
     out["auto, higher CV wins (before)"] = _shipped(_higher_cv_wins)
     if alternatives:
         out["linear C=30 + centroid (0.3)"] = _mixed

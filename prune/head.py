@@ -154,13 +154,9 @@ def linear_head(
 
 
 def fit_head(kind: str, embeddings: np.ndarray, labels: Sequence[str], oos_threshold: float | None = None) -> Head:
-    """A head of ``kind``; ``auto`` is whichever kind cross-validates better on these examples."""
+    """A head of a stored ``kind`` (``auto`` chooses one: ``prune.head_choice.fit_choice``)."""
     if kind == "centroid":
         return centroid_head(embeddings, labels, oos_threshold)
     if kind == "linear":
         return linear_head(embeddings, labels, oos_threshold)
-    if kind == "auto":
-        from prune.head_choice import choose_head
-
-        return choose_head(embeddings, labels, oos_threshold).head
-    raise ConfigError(f"head kind must be one of {HEAD_KINDS}, got {kind!r}")
+    raise ConfigError(f"head kind must be one of {STORED_KINDS} (auto is chosen by fit_choice), got {kind!r}")

@@ -57,6 +57,51 @@ def test_the_boundary_rule_catches_an_upward_import(tmp_path: Path) -> None:
     assert [n for n in _imports(bad) if _banned(n, FORBIDDEN["prune"])] == ["ray", "prune.search.data"]
 
 
+def _module_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """Module -> the modules of ``packages`` it imports (anywhere in it, lazily too). ``from pkg
+    import sub`` is an edge to ``pkg.sub``, not to the package's ``__init__``."""
+    import ast
+
+    files = {}
+    for package in packages:
+        for path in (root / package).rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & files.keys()
+                edges |= subs or {node.module}
+                edges |= {node.module} if len(subs) < len(node.names) else set()
+        graph[name] = {e for e in edges if e in files and e != name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles: strongly connected groups of two or more modules."""
+    import networkx as nx
+
+    g = nx.DiGraph([(a, b) for a, deps in graph.items() for b in deps])
+    return sorted(sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1)
+
+
+def test_no_import_circle() -> None:
+    assert _circles(_module_graph(REPO, ("jobs", "workers", "prune"))) == []
+
+
+def test_the_circle_check_finds_one(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("from pkg import a\n")
+    (tmp_path / "pkg" / "a.py").write_text("def f():\n    from pkg.b import g\n")
+    (tmp_path / "pkg" / "b.py").write_text("from pkg import a, c\n")
+    (tmp_path / "pkg" / "c.py").write_text("import os\n")
+    assert _circles(_module_graph(tmp_path, ("pkg",))) == [["pkg.a", "pkg.b"]]
+
+
 MAX_FUNCTION_LINES = 60
 
 
