@@ -47,12 +47,13 @@ def redis_server_binary() -> str:
 
 # A liveness probe answers at once: redis-py's default retries (with backoff) would make every
 # probe of a server that is not there yet cost about 3 s.
-_PROBE = {"socket_timeout": 2, "retry": Retry(NoBackoff(), 0)}
+def _probe(socket: Path) -> redis.Redis:
+    return redis.Redis(unix_socket_path=str(socket), socket_timeout=2, retry=Retry(NoBackoff(), 0))
 
 
 def _alive(socket: Path) -> bool:
     try:
-        return bool(redis.Redis(unix_socket_path=str(socket), **_PROBE).ping())
+        return bool(_probe(socket).ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False
 
@@ -122,7 +123,7 @@ def serve(port: int, bind: str, password: str, folder: Path, timeout: float = 20
 
     def alive() -> bool:
         try:
-            return bool(redis.Redis.from_url(url, **_PROBE).ping())
+            return bool(redis.Redis.from_url(url, socket_timeout=2, retry=Retry(NoBackoff(), 0)).ping())
         except (redis.RedisError, OSError):
             return False
 
@@ -155,5 +156,5 @@ def stop(folder: Path | None = None) -> bool:
     if not _alive(socket):
         return False
     with contextlib.suppress(redis.ConnectionError):  # the server drops the connection as it exits
-        redis.Redis(unix_socket_path=str(socket), **_PROBE).shutdown(save=True)
+        _probe(socket).shutdown(save=True)
     return True

@@ -28,9 +28,9 @@ class Fleet:
         from workers.actor import ClassifierActor
 
         i, self.next_index = self.next_index, self.next_index + 1
-        actor = ClassifierActor.options(num_cpus=self.cpus, scheduling_strategy="SPREAD").remote(
-            self.spec, self.job, self.cpus, f"{self.job.job_id}-actor-{i}"
-        )
+        actor = ClassifierActor.options(  # type: ignore[attr-defined]  # @ray.remote makes it an ActorClass, untyped
+            num_cpus=self.cpus, scheduling_strategy="SPREAD"
+        ).remote(self.spec, self.job, self.cpus, f"{self.job.job_id}-actor-{i}")
         self.pending_info[actor.info.remote()] = i  # answered once the actor is up, before its run() starts
         self.running[actor] = actor.run.remote()
 

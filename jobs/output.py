@@ -23,6 +23,7 @@ import redis
 
 from jobs.errors import JobError, StorageError
 from prune.errors import BadInput
+from workers.connection import text
 from workers.parquet_io import PART_METADATA_KEY, TMP, join, read_text, resolve, write_text
 from workers.queue import WorkQueue
 from workers.tenant_store import TENANT_ID
@@ -174,7 +175,7 @@ def claim_output(
     """Make ``output`` this job's folder, or fail saying whose it is and what to do. With
     ``take=False``, only check that it could be (before any work), changing nothing."""
     names = _listing(output, create=take)
-    held = (client.get(_key(prefix, output)) or b"").decode() or None
+    held = text(client.get(_key(prefix, output)) or b"") or None
     if overwrite:
         _check_overwrite(client, prefix, output, job_id, names, held, take)
         return
@@ -236,7 +237,7 @@ def _key(prefix: str, output: str) -> str:
 def holds(client: redis.Redis, prefix: str, output: str, job_id: str) -> bool:
     """Whether ``job_id`` still holds the output (its Redis claim, and its _JOB marker when there is
     one): a job checks it before writing its report and _SUCCESS, never over another job's."""
-    if (client.get(_key(prefix, output)) or b"").decode() != job_id:
+    if text(client.get(_key(prefix, output)) or b"") != job_id:
         return False
     marker = read_text(output, MARKER)
     return marker is None or marker.strip() == job_id
@@ -246,7 +247,7 @@ def _take(
     client: redis.Redis, prefix: str, output: str, job_id: str, replacing: set[str], delete: list[str] | None = None
 ) -> None:
     if not client.register_script(_TAKE)(keys=[_key(prefix, output)], args=[job_id, *sorted(replacing)]):
-        held = (client.get(_key(prefix, output)) or b"").decode()
+        held = text(client.get(_key(prefix, output)) or b"")
         raise JobError(f"output {output} was claimed meanwhile by job {held}; choose another --output")
     fs, root = resolve(output)
     for name in delete or []:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from prune.cpu import native_bf16, native_int8
 from prune.errors import ConfigError
@@ -30,7 +30,7 @@ def resolve_dtype(dtype: str, bf16: bool | None = None) -> Dtype:
     check_dtype_choice(dtype)
     if dtype == "auto":
         return "bfloat16" if (native_bf16() if bf16 is None else bf16) else "float32"
-    return dtype  # type: ignore[return-value]
+    return cast(Dtype, dtype)  # checked above
 
 
 # Where int8 pays in a job's actor, in rows per encode stream (an actor runs one single-thread

@@ -17,6 +17,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import torch
 from torch import nn
@@ -89,7 +90,7 @@ class Layers(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
-            h = layer._int8(h, mask)  # [B, T, D]
+            h = cast(QuantisedLayer, layer)._int8(h, mask)  # [B, T, D]; a ModuleList yields nn.Module
         return h
 
 
@@ -165,7 +166,7 @@ class QuantisedStack:
         self.built.append((start, stop, width))
 
 
-def _imports():  # type: ignore[no-untyped-def]
+def _imports():
     # On import, torchao logs that its CUDA-only libraries do not load on this CPU build, and torch
     # logs a deprecation for enums torchao registers: neither is the user's concern
     loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
@@ -212,7 +213,7 @@ def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]
     dims = {0: rows, 1: tokens}  # of every [B, T, D] input
     d = bert.embeddings.norm.normalized_shape[0]
     h_example = torch.randn(4, 16, d)  # [B, T, D]
-    float_layers = list(bert.layers)
+    float_layers = [cast(Layer, layer) for layer in bert.layers]  # a ModuleList yields nn.Module
     projects, finishes = [], []
     with torch.no_grad():
         for layer in float_layers:

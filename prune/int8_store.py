@@ -119,7 +119,7 @@ class GraphStore:
 
         loader = torch._C._aoti.AOTIModelPackageLoader(
             str(self.path(start, stop, width)), "model", False, self.runners, -1
-        )  # type: ignore[attr-defined]
+        )
         return AOTICompiledModel(loader)
 
     def build(self, module: nn.Module, start: int, stop: int, width: str, dim: int) -> None:

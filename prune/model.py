@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # torch is imported where weights are read: the CLI driver ne
 
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 SUPPORTED_MODEL_TYPES = ("bert",)
+# the JSON types a config.json field of each annotated type may hold
+TYPE_CHECKS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str}
 
 
 def default_model_dir() -> Path:
@@ -119,7 +121,7 @@ def load_config(spec: ModelSpec) -> BertConfig:
     fields = {f.name: f.type for f in dataclasses.fields(BertConfig)}
     values = {k: raw[k] for k in fields if k in raw}
     for k, v in values.items():
-        kind = {"int": int, "float": (int, float), "str": str}[str(fields[k])]
+        kind = TYPE_CHECKS[str(fields[k])]
         if not isinstance(v, kind) or isinstance(v, bool):
             raise ModelError(f"{path}: {k} is {v!r}, expected a value of type {fields[k]}")
     if values.get("position_embedding_type", "absolute") != "absolute":

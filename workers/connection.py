@@ -63,3 +63,9 @@ def connect(url: str, timeout: float = 5.0) -> redis.Redis:
 
 def _reason(exc: BaseException) -> str:
     return redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text: our clients leave replies as bytes (decode_responses off), which
+    redis-py types as bytes or str."""
+    return value.decode() if isinstance(value, bytes) else value

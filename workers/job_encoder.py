@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from prune.config import EncoderOptions, int8_min_rows, job_dtype_choice
+from prune.config import EncoderOptions, int8_min_rows, job_dtype_choice, resolve_dtype
 from prune.cpu import native_int8
 from prune.errors import Int8Unavailable
 from workers.job_spec import JobSpec
@@ -63,5 +63,7 @@ def job_encoder(spec: JobSpec) -> tuple[Encoder, str]:
     choice = job_dtype_choice(
         spec.dtype, rows, built=bool(ready and ready.built), problem=ready.problem if ready else None
     )
-    encoder = Encoder(spec.model, spec.prune, EncoderOptions(dtype=choice.dtype, token_budget=spec.token_budget))
+    encoder = Encoder(
+        spec.model, spec.prune, EncoderOptions(dtype=resolve_dtype(choice.dtype), token_budget=spec.token_budget)
+    )
     return encoder, choice.why

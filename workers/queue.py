@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
+from workers.connection import text
 from workers.fault_points import fault_point
 
 GROUP = "classifiers"
@@ -124,7 +126,12 @@ class WorkQueue:
                 pipe.xgroup_create(self.units, GROUP, id="0", mkstream=True)
                 for u in units:
                     pipe.xadd(self.units, {"unit": json.dumps(u)})
-                meta = {"total": len(units), "config": json.dumps(config), "created": time.time(), "enqueued": 1}
+                meta: dict[FieldT, EncodableT] = {
+                    "total": len(units),
+                    "config": json.dumps(config),
+                    "created": time.time(),
+                    "enqueued": 1,
+                }
                 pipe.hset(self.meta, mapping=meta)
                 fault_point("create")
                 pipe.execute()
@@ -151,21 +158,21 @@ class WorkQueue:
         return Progress(int(total or 0), int(done), int(dead))
 
     def done_stats(self) -> dict[str, dict[str, Any]]:
-        return {k.decode(): json.loads(v) for k, v in self.client.hgetall(self.done).items()}
+        return {text(k): json.loads(v) for k, v in self.client.hgetall(self.done).items()}
 
     def done_units(self) -> list[str]:
-        return [k.decode() for k in self.client.hkeys(self.done)]
+        return [text(k) for k in self.client.hkeys(self.done)]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The dead units (never done ones): unit id, its payload (JSON) and its last error."""
         letters = self.client.hgetall(self.dead)
-        return [{"unit": k.decode(), **json.loads(v)} for k, v in sorted(letters.items())]
+        return [{"unit": text(k), **json.loads(v)} for k, v in sorted(letters.items())]
 
     def requeue_dead(self) -> list[str]:
         """Give every dead unit a fresh set of attempts (a resume after a transient failure such
         as a full disk or a lost node); returns their ids."""
         keys = [self.done, self.dead, self.attempts, self.units]
-        return [u.decode() for u in self.client.hkeys(self.dead) if self._requeue(keys=keys, args=[u])]
+        return [text(u) for u in self.client.hkeys(self.dead) if self._requeue(keys=keys, args=[u])]
 
     def is_done(self, unit_id: str) -> bool:
         return bool(self.client.hexists(self.done, unit_id))
@@ -183,7 +190,7 @@ class WorkQueue:
                 continue
             attempt = int(self.client.hincrby(self.attempts, unit["id"], 1))
             if attempt > self.max_attempts:
-                error = (self.client.hget(self.errors, unit["id"]) or b"its consumers died while running it").decode()
+                error = text(self.client.hget(self.errors, unit["id"]) or b"its consumers died while running it")
                 self._dead_letter(message_id, unit, f"failed {attempt - 1} times; last error: {error}")
                 continue
             return Taken(message_id, unit, attempt)
@@ -207,15 +214,17 @@ class WorkQueue:
         self._dead_letter_script(keys=[self.done, self.dead, self.units], args=[unit["id"], message_id, letter])
 
     def _read(self, consumer: str, block_ms: int) -> tuple[str, dict[str, Any]] | None:
-        got = self.client.xreadgroup(GROUP, consumer, {self.units: ">"}, count=1, block=block_ms)
+        # redis-py types stream replies as a union of every reply shape; this one is
+        # [[stream, [(message_id, fields)]]]
+        got: Any = self.client.xreadgroup(GROUP, consumer, {self.units: ">"}, count=1, block=block_ms)
         if not got:
             return None
         message_id, fields = got[0][1][0]
-        return message_id.decode(), json.loads(fields[b"unit"])
+        return text(message_id), json.loads(fields[b"unit"])
 
     def _claim(self, consumer: str) -> tuple[str, dict[str, Any]] | None:
         _, messages, *_ = self.client.xautoclaim(self.units, GROUP, consumer, self.claim_idle_ms, "0-0", count=1)
         for message_id, fields in messages:
             if fields:  # a message deleted from the stream comes back empty
-                return message_id.decode(), json.loads(fields[b"unit"])
+                return text(message_id), json.loads(fields[b"unit"])
         return None

@@ -23,6 +23,7 @@ import numpy as np
 import redis
 
 from prune.head import Head
+from workers.connection import text
 from workers.errors import CorruptTenant, FingerprintMismatch, InvalidName, UnknownTenant
 
 FORMAT = "1"
@@ -153,7 +154,7 @@ class CentroidStore:
         raw = self.client.hgetall(self.key(tenant))
         if not raw:
             raise UnknownTenant(f"unknown tenant {tenant!r}: add it with `jobs tenants add {tenant} --examples FILE`")
-        record = _decode(tenant, {k.decode(): v for k, v in raw.items()})
+        record = _decode(tenant, {text(k): v.encode() if isinstance(v, str) else v for k, v in raw.items()})
         if fingerprint is not None and record.fingerprint != fingerprint:
             raise FingerprintMismatch(
                 f"tenant {tenant!r} (version {record.version}) was built with model fingerprint "
@@ -169,7 +170,7 @@ class CentroidStore:
         return None if v is None else int(v)
 
     def tenants(self) -> list[str]:
-        return sorted(t.decode() for t in self.client.smembers(self._index))
+        return sorted(text(t) for t in self.client.smembers(self._index))
 
     def pinned(self, job_id: str) -> CentroidStore:
         """The heads a job pinned when it was submitted (see ``pin``)."""
@@ -208,37 +209,37 @@ class CentroidStore:
 
 
 def _decode(tenant: str, h: dict[str, bytes]) -> TenantRecord:
-    def text(name: str) -> str:
+    def field(name: str) -> str:
         if name not in h:
             raise CorruptTenant(f"tenant {tenant!r}: stored head lacks field {name!r}")
         return h[name].decode()
 
-    if text("format") != FORMAT:
-        raise CorruptTenant(f"tenant {tenant!r}: stored format {text('format')!r}, this version reads {FORMAT!r}")
-    labels = tuple(json.loads(text("labels")))
-    dim = int(text("dim"))
+    if field("format") != FORMAT:
+        raise CorruptTenant(f"tenant {tenant!r}: stored format {field('format')!r}, this version reads {FORMAT!r}")
+    labels = tuple(json.loads(field("labels")))
+    dim = int(field("dim"))
     weight = np.frombuffer(h["weight"], dtype="<f4")
     bias = np.frombuffer(h["bias"], dtype="<f4")
     if weight.size != len(labels) * dim or bias.size != len(labels):
         raise CorruptTenant(
             f"tenant {tenant!r}: {len(labels)} labels x dim {dim} but {weight.size} weights, {bias.size} biases"
         )
-    threshold = text("oos_threshold")
+    threshold = field("oos_threshold")
     head = Head(
         labels,
         weight.reshape(len(labels), dim).astype(np.float32),
         bias.astype(np.float32),
         float(threshold) if threshold else None,
-        text("kind"),  # type: ignore[arg-type]
+        field("kind"),  # type: ignore[arg-type]  # a str from Redis; Head checks it is a known kind
     )
     return TenantRecord(
         tenant=tenant,
         head=head,
-        fingerprint=text("fingerprint"),
-        prune=json.loads(text("prune")),
-        example_counts=json.loads(text("example_counts")),
-        created=text("created"),
-        updated=text("updated"),
-        version=int(text("version")),
+        fingerprint=field("fingerprint"),
+        prune=json.loads(field("prune")),
+        example_counts=json.loads(field("example_counts")),
+        created=field("created"),
+        updated=field("updated"),
+        version=int(field("version")),
         fit=json.loads(h["fit"]) if "fit" in h else {},
     )

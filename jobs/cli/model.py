@@ -42,7 +42,7 @@ data_dir_option = click.option(
     default="-",
     help="One UTF-8 text per line (default: standard input).",
 )
-def encode(model: str | None, prune: PruneConfig | None, dtype: str, token_budget: int, input_file) -> None:  # type: ignore[no-untyped-def]
+def encode(model: str | None, prune: PruneConfig | None, dtype: str, token_budget: int, input_file) -> None:
     """Embed texts, one JSON object per line: tokens, tokens_kept, truncated, embedding."""
     texts = read_lines(input_file)
     enc = build_encoder(model, prune, dtype, token_budget)

@@ -11,7 +11,7 @@ import click
 
 from jobs import embedded_redis
 from prune import EncoderOptions, PruneConfig
-from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES, INT8_MIN_ROWS, INT8_MIN_ROWS_BUILT
+from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES, INT8_MIN_ROWS, INT8_MIN_ROWS_BUILT, resolve_dtype
 from workers.connection import connect
 from workers.errors import InvalidName
 from workers.tenant_store import CentroidStore, validate_prefix
@@ -40,7 +40,7 @@ class OutputFile(click.Path):
         super().__init__(dir_okay=False, writable=True)
         self.suffixes = suffixes
 
-    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+    def convert(self, value, param, ctx):
         value = super().convert(value, param, ctx)
         path = Path(value)
         folder = path.parent
@@ -66,7 +66,7 @@ def prune_option(ctx: click.Context | None, param: click.Parameter | None, value
         raise click.BadParameter(str(exc)) from exc
 
 
-def encoder_options(fn):  # type: ignore[no-untyped-def]
+def encoder_options(fn):
     """The options every command that builds an encoder takes."""
     fn = click.option(
         "--token-budget",
@@ -99,7 +99,7 @@ def encoder_options(fn):  # type: ignore[no-untyped-def]
     return fn
 
 
-def job_encoder_options(fn):  # type: ignore[no-untyped-def]
+def job_encoder_options(fn):
     """--prune (default: the tuned config) and --dtype (default: auto) of the commands that run a job."""
     fn = click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True, help=DTYPE_HELP)(
         fn
@@ -117,7 +117,7 @@ def job_encoder_options(fn):  # type: ignore[no-untyped-def]
 def build_encoder(model: str | None, prune: PruneConfig | None, dtype: str, token_budget: int) -> Encoder:
     from prune import Encoder
 
-    return Encoder(model, prune, EncoderOptions(dtype=dtype, token_budget=token_budget))
+    return Encoder(model, prune, EncoderOptions(dtype=resolve_dtype(dtype), token_budget=token_budget))
 
 
 def csv_of(kind: type) -> Callable[[click.Context | None, click.Parameter | None, str], tuple]:
@@ -147,7 +147,7 @@ def _prefix_option(ctx: click.Context | None, param: click.Parameter | None, val
         raise click.BadParameter(str(exc)) from None
 
 
-def redis_options(fn):  # type: ignore[no-untyped-def]
+def redis_options(fn):
     fn = click.option(
         "--redis-prefix",
         envvar="JOBS_REDIS_PREFIX",

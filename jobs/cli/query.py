@@ -99,7 +99,7 @@ def query(
     _write(q.reader(statement), fmt, out, limit)
 
 
-def _write(reader, fmt: str, out: str | None, limit: int | None) -> None:  # type: ignore[no-untyped-def]
+def _write(reader, fmt: str, out: str | None, limit: int | None) -> None:
     """Stream the result to ``out`` (or stdout) in ``fmt``; a failure while reading is a QueryError."""
     try:
         if fmt == "parquet":
@@ -125,7 +125,7 @@ def _write(reader, fmt: str, out: str | None, limit: int | None) -> None:  # typ
         raise
 
 
-def _text(fmt: str, reader, f, limit: int | None) -> None:  # type: ignore[no-untyped-def]
+def _text(fmt: str, reader, f, limit: int | None) -> None:
     if fmt == "table":
         write_table(reader, f, TABLE_ROWS if limit is None else limit)
     else:

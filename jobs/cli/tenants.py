@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -96,7 +96,7 @@ def tenants_add(
     store = open_store(redis_url, redis_prefix)
     encoder = build_encoder(model, prune, dtype, token_budget)
     record = add_tenant(store, encoder, tenant, data, head_kind, oos_threshold, intent_names)
-    cv = record.fit.get("cv_accuracy") or {}
+    cv = cast(dict[str, float], record.fit.get("cv_accuracy") or {})
     shown = ", ".join(f"{k} {100 * float(v):.1f}%" for k, v in cv.items()) or "not enough examples to cross-validate"
     click.echo(
         f"tenant {tenant}: version {record.version}, {len(record.head.labels)} intents, "

@@ -6,13 +6,14 @@ import platform
 import statistics
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from prune.config import EncoderOptions
+from prune.config import EncoderOptions, resolve_dtype
 from prune.encoder import Encoder
 from prune.errors import ConfigError, DataError
 from prune.search.data import Split, available, has_split, load_split
@@ -26,7 +27,7 @@ def encoders_for(variants: Sequence[Variant], model: str | None) -> dict[str, En
     out = {}
     for v in variants:
         if v.dtype not in base:
-            base[v.dtype] = Encoder(model, None, EncoderOptions(dtype=v.dtype))
+            base[v.dtype] = Encoder(model, None, EncoderOptions(dtype=resolve_dtype(v.dtype)))
         out[v.name] = base[v.dtype].with_prune(v.prune)
     return out
 
@@ -66,8 +67,8 @@ def _accuracy_rows(
                 }
                 for row in summary
             ]
-            bar.update(1)  # type: ignore[attr-defined]
-    bar.close()  # type: ignore[attr-defined]
+            bar.update(1)  # type: ignore[attr-defined]  # the progress callable returns a tqdm bar
+    bar.close()  # type: ignore[attr-defined]  # as above
     return results
 
 
@@ -95,7 +96,7 @@ def run_eval(
     support_encoder = encoders_for([support_variant], model)[support_variant.name] if support_variant else None
     results = _accuracy_rows(splits, variants, encoders, settings, progress, support_encoder)
     sample = list(in_scope_texts(splits[datasets[0]][1], timing_texts))
-    times = interleaved_seconds({n: (lambda e=e: e.encode(sample)) for n, e in encoders.items()}, timing_repeats)
+    times = interleaved_seconds({n: partial(e.encode, sample) for n, e in encoders.items()}, timing_repeats)
     first = next(iter(encoders.values()))
     return {
         "kind": "fewshot-eval",

@@ -151,7 +151,7 @@ def score_runs(support: Split, query: Split, enc: Encoded, settings: EvalSetting
                         head.classify(np.stack([enc.support[i] for i in oos_support])).score,
                     )
                     predicted_oos = pred.score < t
-                    row.update(oos_metrics([label == OOS_LABEL for label in query.labels], predicted_oos))
+                    row.update(oos_metrics([label == OOS_LABEL for label in query.labels], predicted_oos.tolist()))
                     row["in_scope_accuracy_with_threshold"] = float(
                         np.mean([labels[i] == query.labels[i] and not predicted_oos[i] for i in in_scope])
                     )
@@ -166,12 +166,12 @@ def summarise(rows: Iterable[dict[str, object]]) -> list[dict[str, object]]:
     for r in rows:
         groups.setdefault((r["head"], r["k"]), []).append(r)
     out = []
-    for (head, k), group in sorted(groups.items(), key=lambda g: (str(g[0][0]), int(g[0][1]))):  # type: ignore[call-overload]
+    for (head, k), group in sorted(groups.items(), key=lambda g: (str(g[0][0]), int(g[0][1]))):  # type: ignore[call-overload]  # keys are (head, k) of object-typed rows
         summary: dict[str, object] = {"head": head, "k": k, "seeds": len(group)}
         for name in group[0]:
             if name in ("head", "k", "seed"):
                 continue
-            values = [float(r[name]) for r in group]  # type: ignore[arg-type]
+            values = [float(r[name]) for r in group]  # type: ignore[arg-type]  # metric values are floats
             summary[name] = statistics.fmean(values)
             summary[name + "_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
         out.append(summary)

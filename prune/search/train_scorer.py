@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from prune.scorer import TokenScorer
 
 
-def _collect(encoder, texts: Sequence[str]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+def _collect(encoder, texts: Sequence[str]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """Per layer 1..N-1, the hidden states of every non-special token [M, D]; targets [M]; sentence ids [M]."""
     feats: list[list[torch.Tensor]] = [[] for _ in range(encoder.num_layers - 1)]
     targets, groups = [], []
@@ -51,13 +51,13 @@ def listnet_loss(pred: torch.Tensor, target_z: torch.Tensor, seg: torch.Tensor, 
 
 
 def train_scorers(
-    encoder,  # type: ignore[no-untyped-def]
+    encoder,
     texts: Sequence[str],
     out: Path,
     steps: int = 300,
     hidden: int = 64,
     seed: int = 0,
-    log=print,  # type: ignore[no-untyped-def]
+    log=print,
 ) -> dict[str, float]:
     """Train one scorer per layer 1..N-1 on unlabelled texts; returns held-out losses per layer."""
     torch.manual_seed(seed)

@@ -22,10 +22,11 @@ import random
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from prune.config import PruneConfig
+from prune.config import EncoderOptions, PruneConfig, resolve_dtype
 from prune.encoder import Encoder
 from prune.errors import ConfigError
 from prune.labels import OOS_LABEL
@@ -133,7 +134,7 @@ def measure(encoder: Encoder, tasks: Sequence[TaskSet], settings: EvalSettings) 
         kept += enc.tokens_kept
         for k in settings.shots:
             runs = [r for r in score_runs(t.support, t.query, enc, settings) if r["k"] == k]
-            accuracy[f"{t.dataset}/{k}-shot"] = statistics.fmean(float(r["accuracy"]) for r in runs)  # type: ignore[arg-type]
+            accuracy[f"{t.dataset}/{k}-shot"] = statistics.fmean(float(r["accuracy"]) for r in runs)  # type: ignore[arg-type]  # rows mix str and float values
     return Measurement(encoder.prune, accuracy, kept / max(seen, 1))
 
 
@@ -168,7 +169,7 @@ def select(
         untimed = [m for m in ok if m.speedup is None]
         if untimed:
             raise ConfigError(f"{len(untimed)} feasible configs were not timed")
-        return max(ok, key=lambda m: (m.speedup, -m.worst_drop))  # type: ignore[return-value, arg-type]
+        return max(ok, key=lambda m: (m.speedup, -m.worst_drop))
     return max(ok, key=lambda m: (-m.worst_drop, m.mean_accuracy, -m.tokens_kept))
 
 
@@ -183,7 +184,7 @@ def time_candidates(
     for m in candidates:
         if m.config is not None:
             runs[str(m.config)] = encoders(m.config)
-    times = interleaved_seconds({n: (lambda e=e: e.encode(list(texts))) for n, e in runs.items()}, repeats)
+    times = interleaved_seconds({n: partial(e.encode, list(texts)) for n, e in runs.items()}, repeats)
     ratios = median_ratios(times, "unpruned")
     for m in candidates:
         m.speedup = 1.0 if m.config is None else ratios[str(m.config)]
@@ -238,14 +239,12 @@ def run_tune(
     log: Callable[[str], object] = print,
 ) -> dict[str, Any]:
     """Search the grid on train/valid tasks and return the measurements and the chosen config."""
-    from prune.config import EncoderOptions
-
     progress = progress or (lambda it, **kw: it)
     tasks = search_tasks(data_dir, datasets, query_per_intent)
     # The names join the examples in the product's head; the search compares pruning configs under one
     # fixed head, and deciding the names costs two cross-validations per fit, so it leaves them out.
     settings = EvalSettings(shots, seeds, (head,), intent_names="off")
-    base = Encoder(model, None, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
+    base = Encoder(model, None, EncoderOptions(dtype=resolve_dtype(dtype)))
     configs = _usable(grid, base, log)
     baseline = measure(base, tasks, settings)
     with_drops(baseline, baseline)
