@@ -7,12 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_ruff_check_passes() -> None:
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     r = subprocess.run([ruff, "check", "."], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.system  # about 40 s on a fresh clone (mypy's cache then makes it seconds)
+def test_the_type_checker_passes() -> None:
+    """mypy on jobs/, workers/ and prune/ (its settings in pyproject.toml), with zero errors."""
+    r = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
