@@ -25,6 +25,8 @@ from workers.job_spec import Columns, JobAddress, JobSpec
 from workers.tenant_store import CentroidStore
 from workers.unit import Unit
 
+pytestmark = pytest.mark.system  # int8 graphs built on the real model
+
 
 @pytest.fixture(scope="module")
 def int8() -> Encoder:
@@ -64,23 +66,24 @@ def test_int8_built_graphs_match_the_eager_quantised_layers(int8: Encoder, banki
 def test_int8_attention_scored_pruning_ranks_tokens_in_fp32(
     int8: Encoder, encoder: Encoder, banking_texts: list[str]
 ) -> None:
-    # layer 3 of 6: the compiled blocks for layers 1-2 and 4-6, with the fp32 copy of layer 3 for
-    # the attention probabilities that rank the tokens; 1-6 for batches with nothing to prune
-    prune = PruneConfig(min_tokens=8, quantile=0.3, layer=3, score="attention")
+    # layer 2 of 6: the built graph of layer 1 (shared with the tuned pruning's, l=1) and of
+    # layers 3-6, with the fp32 copy of layer 2 for the attention probabilities that rank the
+    # tokens; 1-6 for batches with nothing to prune
+    prune = PruneConfig(min_tokens=8, quantile=0.3, layer=2, score="attention")
     pruned = int8.with_prune(prune)
     texts = banking_texts[:200]
     got, ref = pruned.encode(texts), encoder.with_prune(prune).encode(texts)
     assert (got.tokens_kept < got.tokens).any()
     assert np.array_equal(got.tokens_kept, ref.tokens_kept)
-    # the int8 layers 1-3 move layer 3's attention enough to pick other tokens in a few rows:
-    # measured mean 0.9877, min 0.869, the same with one compiled graph per layer (before blocks)
+    # the int8 layer 1 moves layer 2's attention enough to pick other tokens in a few rows:
+    # measured mean 0.9786 (at layer 3: 0.9877, min 0.869); the tight check is the eager one below
     cos = (ref.embeddings * got.embeddings).sum(1)  # [N]
-    assert cos.mean() >= 0.98, cos.mean()
+    assert cos.mean() >= 0.97, cos.mean()
     eager = copy.copy(pruned)
     eager._stack = pruned._stack.eager  # type: ignore[union-attr,assignment]  # the quantised reference ops
     cos = (eager.encode(texts).embeddings * got.embeddings).sum(1)  # [N]
-    # measured mean 0.9996; no min bound: a near-tie in layer 3's ranking can flip one kept token
-    # between the two (min 0.966 on one row of 200, AMD EPYC Zen 4)
+    # no min bound: a near-tie in the ranking can flip one kept token between the two (at layer 3:
+    # mean 0.9996, min 0.966 on one row of 200, AMD EPYC Zen 4)
     assert cos.mean() >= 0.999, cos.mean()
     short = ["hi", "block my card", "where is my new card"]  # nothing to prune: the unpruned graph itself
     assert np.array_equal(pruned.encode(short).embeddings, int8.encode(short).embeddings)
