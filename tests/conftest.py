@@ -18,6 +18,28 @@ os.environ["JOBS_HOME"] = tempfile.mkdtemp(prefix="jobs-home-")
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = DEFAULT_DATA_DIR  # the copy shipped in the package: nothing outside the clone
 
+# Each test has one tier, by what it needs (`pytest -m "not system"` is the contributor's loop):
+# unit: no model, no Ray, no Redis server; integration: a real Redis and/or a real local Ray, with
+# a fake encoder at most; system: the real model, int8, CLI processes that load it, `ray up`.
+# A test is marked by what it declares (pytest.mark.<tier>) or by the fixtures it asks for,
+# whichever is higher: asking for the real encoder makes a test a system test.
+TIERS = ("unit", "integration", "system")
+FIXTURE_TIERS = {"redis_url": "integration", "encoder": "system", "heads": "system", "model_dir": "system"}
+
+
+def tier_of(declared: list[str], fixtures: list[str]) -> str:
+    """The highest of the tiers a test declares and the tiers its fixtures need."""
+    needed = [FIXTURE_TIERS[f] for f in fixtures if f in FIXTURE_TIERS]
+    return max(["unit", *declared, *needed], key=TIERS.index)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        declared = [m.name for m in item.iter_markers() if m.name in TIERS]
+        tier = tier_of(declared, list(getattr(item, "fixturenames", ())))
+        if tier not in declared:
+            item.add_marker(tier)
+
 
 def read_jsonl(path: Path) -> list[dict[str, str]]:
     with path.open() as f:

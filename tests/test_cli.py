@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from prune.config import resolve_dtype
+
+pytestmark = pytest.mark.system  # CLI processes that load the real model
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ from tests.conftest import REPO
 from tests.jobdata import write_logs
 from tests.test_job import check_exactly_once
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.system
 
 
 def test_submit_to_a_multi_node_cluster(tmp_path: Path, redis_url: str) -> None:

@@ -8,6 +8,8 @@ import pytest
 from prune import Encoder, EncoderOptions, PruneConfig
 from prune.bert import COMPILED_ATTENTION_MAX_TOKENS
 
+pytestmark = pytest.mark.system  # the real model against sentence-transformers
+
 PAPER = PruneConfig(min_tokens=15, quantile=0.8, layer=1)
 
 
@@ -18,7 +20,7 @@ def fp32_banking(encoder: Encoder, banking_texts: list[str]) -> np.ndarray:
     return encoder.encode(banking_texts).embeddings
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_unpruned_matches_sentence_transformers_on_every_banking77_test_row(
     fp32_banking: np.ndarray, banking_texts: list[str], model_dir
 ) -> None:
@@ -32,7 +34,7 @@ def test_unpruned_matches_sentence_transformers_on_every_banking77_test_row(
     assert cos.min() >= 0.9999, f"worst row {int(cos.argmin())}: cosine {cos.min():.6f}"
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_bf16_close_to_fp32_on_every_banking77_test_row(fp32_banking: np.ndarray, banking_texts: list[str]) -> None:
     bf16 = Encoder(options=EncoderOptions(dtype="bfloat16"))
     a = fp32_banking

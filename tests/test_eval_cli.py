@@ -16,6 +16,8 @@ from prune import Encoder, PruneConfig
 from prune.cpu import native_bf16
 from tests.conftest import DATA_DIR, read_jsonl
 
+pytestmark = pytest.mark.system  # jobs eval and tune on the real model
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -203,7 +205,7 @@ def _eval(tmp_path: Path, *args: str) -> dict[tuple[str, str, int], float]:
     return {(x["dataset"], x["head"], x["k"]): 100 * x["accuracy"] for x in json.loads(out.read_text())["results"]}
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_eval_reproduces_reference_numbers_and_the_auto_head_beats_them(tmp_path: Path) -> None:
     """all-MiniLM-L6-v2, 5 seeds: the nearest centroid gives BANKING77 77.0 / 81.0 and CLINC150
     86.3 / 89.1 (+-1 pt) at 5 / 10 shots. The default head (auto), on the first of those

@@ -79,7 +79,7 @@ def assert_exactly_once_or_failed_honestly(r: subprocess.CompletedProcess[str], 
 # --- 1. exactly once by unit identity -------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_takeover_race_stress_every_row_once_or_a_named_failure(tmp_path: Path, redis_url: str, heads: str) -> None:
     """Many small units, a claim-idle shorter than the slow units, two streams, max one attempt,
     twice, the second time with an actor killed: a slow stream's unit is taken over and
@@ -147,7 +147,7 @@ def test_paths_are_stored_absolute_and_output_may_not_overlap_input(tmp_path: Pa
             check_apart(s.input, s.output)
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_sigterm_then_resume_from_another_directory(tmp_path: Path, redis_url: str, heads: str) -> None:
     """Relative paths typed in one folder, SIGTERM (exit 130 with a resume hint), then --resume
     from another folder: the rest lands in the first output, every row once."""
@@ -174,7 +174,7 @@ def test_sigterm_then_resume_from_another_directory(tmp_path: Path, redis_url: s
 # --- 3. output ownership ---------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_two_jobs_started_at_once_into_one_output(tmp_path: Path, redis_url: str, heads: str) -> None:
     ids = write_logs(tmp_path / "in", files=1, rows_per_file=100, row_group=50, tenants=("acme",))
     args = [
@@ -195,7 +195,7 @@ def test_two_jobs_started_at_once_into_one_output(tmp_path: Path, redis_url: str
     assert sorted(read_output_ids(tmp_path / "out")) == sorted(ids)
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_files_of_another_job_are_refused_unless_overwrite(tmp_path: Path, redis_url: str, heads: str) -> None:
     ids = write_logs(tmp_path / "in", files=1, rows_per_file=30, row_group=30, tenants=("acme",))
     out = tmp_path / "out"
@@ -243,7 +243,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch) ->
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_units_dead_of_a_full_disk_are_retried_by_resume(tmp_path: Path, redis_url: str, heads: str) -> None:
     ids = write_logs(tmp_path / "in", files=1, rows_per_file=120, row_group=20, tenants=("acme",))
     out = tmp_path / "out"
@@ -256,7 +256,7 @@ def test_units_dead_of_a_full_disk_are_retried_by_resume(tmp_path: Path, redis_u
     assert sorted(read_output_ids(out)) == sorted(ids) and (out / "_SUCCESS").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_redis_lost_mid_job_is_exit_3_with_a_resume_hint(tmp_path: Path, heads: str, encoder: Encoder) -> None:
     server, url = start_redis(tmp_path)
     try:
@@ -353,7 +353,7 @@ def test_an_unknown_tenant_for_every_row_fails_before_the_job(redis_url: str, he
     assert r.returncode == 2 and "unknown tenant 'acmee'" in r.stderr and not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_mixed_encodings_odd_rows_and_a_single_intent_tenant_end_to_end(
     tmp_path: Path, redis_url: str, heads: str
 ) -> None:
@@ -388,7 +388,7 @@ def test_mixed_encodings_odd_rows_and_a_single_intent_tenant_end_to_end(
 # --- 6. Ray, 7. cluster.yaml ----------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_the_local_default_works_beside_another_ray(tmp_path: Path, redis_url: str, heads: str) -> None:
     from ray._common.utils import get_ray_address_file
 

@@ -34,7 +34,7 @@ LOGS = str(REPO / "examples" / "logs")
 # --- a resume reads the input it planned -------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_resume_refuses_input_rewritten_with_the_same_shape_and_options_that_differ(
     tmp_path: Path, redis_url: str, heads: str
 ) -> None:
@@ -64,7 +64,7 @@ def test_resume_refuses_input_rewritten_with_the_same_shape_and_options_that_dif
 # --- job creation is atomic ----------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_a_driver_killed_inside_job_creation_leaves_a_job_that_can_be_submitted_again(
     tmp_path: Path, redis_url: str, heads: str
 ) -> None:
@@ -232,7 +232,7 @@ def test_a_folder_whose_job_has_not_finished_is_never_taken(tmp_path: Path, redi
     assert holds(client, prefix, str(out), "b") and not holds(client, prefix, str(out), "a")
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_overwrite_while_the_owner_runs_is_refused_and_the_owner_finishes(
     tmp_path: Path, redis_url: str, heads: str
 ) -> None:
@@ -309,7 +309,7 @@ def test_a_text_that_cannot_be_written_leaves_no_temporary_file(tmp_path: Path) 
         assert [p.name for p in out.iterdir()] == ["_JOB"]
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_a_full_disk_is_exit_4_with_no_temporary_file(tmp_path: Path, redis_url: str, heads: str) -> None:
     """A real full disk (a 4 KiB tmpfs, filled by the _JOB marker): the parts and then the report
     fail. It was exit 5, not the documented 4, with a 0-byte temporary _report.json left behind."""
@@ -369,7 +369,7 @@ def listening_addresses(pids: set[int]) -> set[tuple[str, str]]:
     return found
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_the_local_ray_listens_on_loopback_only(tmp_path: Path, redis_url: str, heads: str) -> None:
     """Its dashboard's head process, the autoscaler monitor and the metrics exporter answered on
     0.0.0.0 with status 200 and no token."""

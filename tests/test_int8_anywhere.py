@@ -10,12 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from prune.cpu import native_int8
 from tests.conftest import REPO
 from tests.jobdata import read_output_ids
 from tests.test_faults import classify, one_error_line
 from workers.connection import connect
 from workers.queue import WorkQueue
+
+pytestmark = pytest.mark.system  # int8 refusals and fallbacks through real CLI jobs
 
 LOGS = str(REPO / "examples" / "logs")
 

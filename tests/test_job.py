@@ -23,7 +23,7 @@ from workers.connection import connect
 from workers.queue import WorkQueue
 from workers.tenant_store import CentroidStore
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")

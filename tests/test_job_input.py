@@ -126,7 +126,7 @@ def test_tenant_column_xor_fixed_tenant() -> None:
         plan(str(REPO / "examples" / "logs"), Columns(tenant="tenant_x"))
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_failing_unit_is_dead_lettered_and_reported(tmp_path: Path, redis_url: str, prefix: str, encoder) -> None:
     """A tenant whose stored head is corrupt makes its units fail: retried, dead-lettered, reported, exit 4."""
     folder = tmp_path / "in"

@@ -14,6 +14,8 @@ from safetensors.torch import load_file, save_file
 from prune import Encoder, ModelError
 from prune.model import read_spec
 
+pytestmark = pytest.mark.system  # the real packaged model's files
+
 
 def copy_model(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)

@@ -19,7 +19,7 @@ import pytest
 from jobs.cli import entry
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from tests.conftest import REPO
 from tests.launcher import Sshd, missing_tools, node_image, processes_with_home
 from tests.test_job import check_exactly_once
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.system
 RAY = str(Path(sys.executable).parent / "ray")
 REDIS_PORT = 6380  # cluster.yaml's
 DASHBOARD = "http://127.0.0.1:8265"

@@ -312,6 +312,7 @@ def test_store_rejects_bad_prefix() -> None:
         CentroidStore(redis.Redis(), "bad prefix!")
 
 
+@pytest.mark.system  # jobs tenants add and eval in CLI processes, on the real model
 def test_auto_head_says_what_it_chose_and_tenants_eval_scores_it(
     tmp_path: Path, redis_url: str, prefix: str, banking_10shot: tuple[Path, list[dict[str, str]]]
 ) -> None:
@@ -355,6 +356,7 @@ def test_auto_head_says_what_it_chose_and_tenants_eval_scores_it(
     assert 60 < accuracy <= 100 and all(i in r.stdout for i in intents)
 
 
+@pytest.mark.system  # jobs tenants add in a CLI process, on the real model
 def test_opaque_intent_names_are_not_used(
     tmp_path: Path, redis_url: str, prefix: str, banking_10shot: tuple[Path, list[dict[str, str]]]
 ) -> None:
