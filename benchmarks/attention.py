@@ -1,4 +1,4 @@
-"""The three attention forms of ``prune.bert``, each compiled by Inductor as the int8 layers run
+"""The three attention forms of ``prune.models.bert``, each compiled by Inductor as the int8 layers run
 them, per call at several (rows x tokens) shapes: explicit matmuls (``matmul_attention``), summed
 products (``summed_attention``, compiled rows up to ``COMPILED_ATTENTION_MAX_TOKENS``) and the fused
 ``scaled_dot_product_attention``. Every repeat runs every form once (interleaved); medians, in
@@ -20,8 +20,8 @@ import click
 import torch
 import torch.nn.functional as F
 
-from prune.bert import matmul_attention, split_heads, summed_attention
 from prune.cpu import cpu_model
+from prune.models.bert import matmul_attention, split_heads, summed_attention
 
 HEADS, HEAD_DIM = 12, 32
 Form = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -7,8 +7,8 @@ once, in a rotated order (interleaved), so CPU steal hits them alike; medians ar
     python benchmarks/encoder.py --prune s=15,q=0.8,l=1 --repeats 5 --out runs/bench_encoder.json
 
 ``--fused-attention`` adds each dtype unpruned with the fused attention kernel at every width (the
-encoder's kernel before short rows got explicit matmuls, ``prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS``,
-and compiled int8 rows summed products, ``prune.bert.COMPILED_ATTENTION_MAX_TOKENS``);
+encoder's kernel before short rows got explicit matmuls, ``prune.models.bert.EXPLICIT_ATTENTION_MAX_TOKENS``,
+and compiled int8 rows summed products, ``prune.models.bert.COMPILED_ATTENTION_MAX_TOKENS``);
 ``--join K`` encodes every K consecutive texts joined as one, for longer rows.
 """
 
@@ -28,12 +28,12 @@ import click
 import numpy as np
 import torch
 
-import prune.bert
+import prune.models.bert
 from jobs.cli.options import prune_option
 from prune import Encoder, EncoderOptions, PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
 from prune.cpu import cpu_model, native_bf16
-from prune.model import default_model_dir
+from prune.models.files import default_model_dir
 from prune.search.data import DEFAULT_DATA_DIR
 
 DEFAULT_DATA = DEFAULT_DATA_DIR
@@ -61,12 +61,12 @@ def load_texts(data_dir: Path, limit: int | None, texts_of: str = "banking77/tes
 @contextlib.contextmanager
 def fused_attention() -> Iterator[None]:
     """The fused attention kernel at every width, eager and compiled, while the block runs."""
-    shipped = prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS, prune.bert.COMPILED_ATTENTION_MAX_TOKENS
-    prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS = prune.bert.COMPILED_ATTENTION_MAX_TOKENS = 0
+    shipped = prune.models.bert.EXPLICIT_ATTENTION_MAX_TOKENS, prune.models.bert.COMPILED_ATTENTION_MAX_TOKENS
+    prune.models.bert.EXPLICIT_ATTENTION_MAX_TOKENS = prune.models.bert.COMPILED_ATTENTION_MAX_TOKENS = 0
     try:
         yield
     finally:
-        prune.bert.EXPLICIT_ATTENTION_MAX_TOKENS, prune.bert.COMPILED_ATTENTION_MAX_TOKENS = shipped
+        prune.models.bert.EXPLICIT_ATTENTION_MAX_TOKENS, prune.models.bert.COMPILED_ATTENTION_MAX_TOKENS = shipped
 
 
 def ours_fused(model: str | None, dtype: str, budget: int, texts: list[str]) -> Variant:

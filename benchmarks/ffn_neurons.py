@@ -24,7 +24,7 @@ from results_io import accuracy_table, write_record
 from torch import nn
 
 from prune import Encoder, EncoderOptions
-from prune.bert import Layer
+from prune.models.bert import Layer
 from prune.search.data import DEFAULT_DATA_DIR, load_split
 from prune.search.evaluate import EvalSettings
 from prune.search.tune import measure, search_tasks

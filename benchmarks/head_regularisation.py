@@ -39,9 +39,9 @@ from results_io import accuracy_table, write_record
 
 from prune import Encoder, EncoderOptions
 from prune.config import PruneConfig
-from prune.head import STORED_KINDS, centroid_head, fit_head, linear_head
-from prune.head_choice import FALLBACK_KIND, cross_validate, fit_choice, folds_for
-from prune.intent_names import IntentNames, encode_names
+from prune.heads.choice import FALLBACK_KIND, cross_validate, fit_choice, folds_for
+from prune.heads.head import STORED_KINDS, centroid_head, fit_head, linear_head
+from prune.heads.intent_names import IntentNames, encode_names
 from prune.search.data import DEFAULT_DATA_DIR
 from prune.search.evaluate import EvalSettings, encode_for_eval
 from prune.search.sampling import k_shot

@@ -31,9 +31,9 @@ from results_io import write_record
 from token_merging import scores
 
 from prune import Encoder, EncoderOptions
-from prune.bert import Bert
 from prune.config import PruneConfig
 from prune.importance import ImportanceScore, LayerTrace
+from prune.models.bert import Bert
 from prune.pruning import gather, keep_counts, select
 from prune.search.data import DEFAULT_DATA_DIR, load_split
 from prune.search.evaluate import EvalSettings

@@ -30,7 +30,7 @@ from jobs.report import build_report
 from jobs.report_schema import Report
 from prune.config import int8_min_rows
 from prune.errors import BadInput, Int8Unavailable
-from prune.model import check_model
+from prune.models.files import check_model
 from workers.connection import connect, redact
 from workers.errors import RedisUnavailable
 from workers.fault_points import fault_point

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prune.head import Head
+from prune.heads.head import Head
 from prune.labels import OOS_LABEL
 
 OUT_OF_SCOPE = "(out of scope)"

@@ -8,8 +8,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jobs.examples_io import Examples
-from prune.head_choice import fit_choice, with_calibrated_threshold
-from prune.intent_names import encode_names
+from prune.heads.choice import fit_choice, with_calibrated_threshold
+from prune.heads.intent_names import encode_names
 from prune.labels import OOS_LABEL
 from workers.tenant_store import CentroidStore, TenantRecord, validate_tenant_id
 

@@ -3,7 +3,7 @@
 Knows nothing of Ray, Redis or Parquet jobs.
 """
 
-# nothing is fetched from a model hub at run time: prune.model reads the model's folder with
+# nothing is fetched from a model hub at run time: prune.models.files reads the model's folder with
 # local_files_only
 
 from typing import TYPE_CHECKING, Any

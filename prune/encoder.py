@@ -16,12 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from prune import model as model_files
 from prune.batching import token_batches
-from prune.bert import COMPILED_ATTENTION_MAX_TOKENS, Bert
 from prune.config import EncoderOptions, PruneConfig
 from prune.errors import Int8Unavailable
 from prune.importance import LayerTrace, get_score
+from prune.models import files as model_files
+from prune.models.bert import COMPILED_ATTENTION_MAX_TOKENS, Bert
 from prune.pruning import gather, keep_counts, select
 
 if TYPE_CHECKING:

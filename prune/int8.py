@@ -22,9 +22,9 @@ from typing import cast
 import torch
 from torch import nn
 
-from prune.bert import Bert, Layer
 from prune.errors import ConfigError, Int8Unavailable
 from prune.int8_store import MAX_ROWS, MAX_TOKENS, GraphStore, compiler_problem, width_class
+from prune.models.bert import Bert, Layer
 
 CALIBRATION_PER_DATASET = 150
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prune.bert import COMPILED_ATTENTION_MAX_TOKENS
 from prune.cpu import cpu_flags
+from prune.models.bert import COMPILED_ATTENTION_MAX_TOKENS
 from prune.user_files import user_dir
 
 FORMAT = 2  # of the packages and their key; a change builds them anew

@@ -50,7 +50,7 @@ def read_jsonl(path: Path) -> list[dict[str, str]]:
 def banking_test() -> list[dict[str, str]]:
     path = DATA_DIR / "banking77" / "test.jsonl"
     if not path.exists():
-        pytest.fail(f"{path} is missing: the package ships the datasets in prune/search/datasets")
+        pytest.fail(f"{path} is missing: the package ships the datasets in prune/datasets")
     return read_jsonl(path)
 
 
@@ -68,7 +68,7 @@ def encoder():
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    from prune.model import default_model_dir
+    from prune.models.files import default_model_dir
 
     return default_model_dir()
 
@@ -128,7 +128,7 @@ def prefix(request: pytest.FixtureRequest) -> str:
 def heads(redis_url: str, encoder) -> str:  # type: ignore[no-untyped-def]
     """Under the prefix this returns, in the session's Redis: tenants acme (two intents) and solo
     (one intent: no runner-up, so no margin)."""
-    from prune.head import centroid_head
+    from prune.heads.head import centroid_head
     from workers.connection import connect
     from workers.tenant_store import CentroidStore
 

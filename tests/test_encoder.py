@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prune import Encoder, EncoderOptions, PruneConfig
-from prune.bert import COMPILED_ATTENTION_MAX_TOKENS
+from prune.models.bert import COMPILED_ATTENTION_MAX_TOKENS
 
 pytestmark = pytest.mark.system  # the real model against sentence-transformers
 

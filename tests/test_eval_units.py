@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from prune.config import PruneConfig
+from prune.heads.thresholds import choose_threshold
 from prune.search.metrics import classification_metrics, oos_metrics
 from prune.search.sampling import after_k, k_shot
 from prune.search.tune import Measurement, select, with_drops
-from prune.thresholds import choose_threshold
 
 LABELS = ["a"] * 6 + ["b"] * 6 + ["c"] * 2 + ["oos"] * 3
 

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prune import Encoder
-from prune.head import centroid_head
+from prune.heads.head import centroid_head
 from tests.conftest import REPO, free_port, start_redis
 from tests.fakes import FakeEncoder
 from tests.jobdata import read_output_ids, write_logs

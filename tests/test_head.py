@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prune.head import Head, centroid_head
+from prune.heads.head import Head, centroid_head
 
 
 def unit(*v: float) -> np.ndarray:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prune.head import DEFAULT_C, centroid_head, fit_head, linear_head
-from prune.head_choice import (
+from prune.heads.choice import (
     FALLBACK_KIND,
     HeldOut,
     choose_head,
@@ -15,7 +14,8 @@ from prune.head_choice import (
     cross_validate,
     with_calibrated_threshold,
 )
-from prune.thresholds import IN_SCOPE_KEPT, threshold_from
+from prune.heads.head import DEFAULT_C, centroid_head, fit_head, linear_head
+from prune.heads.thresholds import IN_SCOPE_KEPT, threshold_from
 
 
 def clusters(per_intent: int, intents: int = 6, spread: float = 0.6, seed: int = 0) -> tuple[np.ndarray, list[str]]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prune.head import fit_head
-from prune.head_choice import choose_head, clearly_better, cross_validate, fit_choice
-from prune.intent_names import IntentNames, NameSignal, name_signal, name_text
+from prune.heads.choice import choose_head, clearly_better, cross_validate, fit_choice
+from prune.heads.head import fit_head
+from prune.heads.intent_names import IntentNames, NameSignal, name_signal, name_text
 
 
 def clusters(

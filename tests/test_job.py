@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prune import Encoder
-from prune.head import centroid_head
+from prune.heads.head import centroid_head
 from tests.conftest import REPO
 from tests.jobdata import read_output_ids, write_logs
 from workers.connection import connect

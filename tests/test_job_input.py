@@ -98,7 +98,7 @@ def test_bad_model_fails_before_any_actor(
     args: list[str], message: str, tmp_path: Path, redis_url: str, prefix: str
 ) -> None:
     """Checked in the driver (without torch): no actor starts, nothing is enqueued or written."""
-    from prune.model import default_model_dir
+    from prune.models.files import default_model_dir
 
     if "BROKEN" in args:
         broken = tmp_path / "model"
@@ -134,7 +134,7 @@ def test_failing_unit_is_dead_lettered_and_reported(tmp_path: Path, redis_url: s
     pq.write_table(
         pa.table({"id": ["g1", "g2"], "tenant": ["good", "good"], "text": ["hi", "card"]}), folder / "z-good.parquet"
     )
-    from prune.head import centroid_head
+    from prune.heads.head import centroid_head
     from workers.tenant_store import CentroidStore
 
     client = connect(redis_url)

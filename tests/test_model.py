@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from prune import Encoder, ModelError
-from prune.model import read_spec
+from prune.models.files import read_spec
 
 pytestmark = pytest.mark.system  # the real packaged model's files
 

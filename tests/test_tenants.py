@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from jobs.examples_io import Examples, read_examples
 from prune import Encoder
-from prune.head import centroid_head, linear_head
+from prune.heads.head import centroid_head, linear_head
 from tests.conftest import DATA_DIR, REDIS_PASSWORD, read_jsonl
 from workers.connection import RedisUnavailable, connect
 from workers.tenant_store import CentroidStore, FingerprintMismatch, UnknownTenant

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from prune.head import centroid_head
+from prune.heads.head import centroid_head
 from tests.fakes import FakeEncoder
 from workers.classify import HeadCache, classify_table
 from workers.connection import connect

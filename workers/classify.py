@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from prune import Encoder
-from prune.head import Head
+from prune.heads.head import Head
 from workers.input_columns import decode_strings, normalized
 from workers.job_spec import Columns
 from workers.labels import (

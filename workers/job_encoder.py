@@ -27,7 +27,7 @@ def int8_readiness_for(spec: JobSpec) -> Int8Readiness:
     import torch
 
     from prune.encoder import int8_readiness
-    from prune.model import load_config, model_fingerprint, read_spec
+    from prune.models.files import load_config, model_fingerprint, read_spec
 
     torch.set_num_threads(1)
     layers = load_config(read_spec(spec.model)).num_hidden_layers

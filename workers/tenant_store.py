@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import numpy as np
 import redis
 
-from prune.head import Head
+from prune.heads.head import Head
 from workers.connection import text
 from workers.errors import CorruptTenant, FingerprintMismatch, InvalidName, UnknownTenant
 

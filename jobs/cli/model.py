@@ -13,8 +13,8 @@ from jobs.cli.options import DTYPE_HELP, OutputFile, build_encoder, csv_ints, cs
 from jobs.errors import TextsError
 from prune import PruneConfig
 from prune.config import DTYPE_CHOICES, resolve_dtype
-from prune.head import HEAD_KINDS
-from prune.intent_names import MODES as INTENT_NAME_MODES
+from prune.heads.head import HEAD_KINDS
+from prune.heads.intent_names import MODES as INTENT_NAME_MODES
 from prune.search.data import DEFAULT_DATA_DIR
 
 

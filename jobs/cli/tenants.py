@@ -13,8 +13,8 @@ from jobs.examples_io import read_examples
 from jobs.tenants import add_tenant
 from prune import PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET
-from prune.head import HEAD_KINDS
-from prune.intent_names import MODES as INTENT_NAME_MODES
+from prune.heads.head import HEAD_KINDS
+from prune.heads.intent_names import MODES as INTENT_NAME_MODES
 from workers.tenant_store import UnknownTenant
 
 

@@ -17,15 +17,15 @@ import numpy as np
 from prune.config import PruneConfig
 from prune.encoder import Encoder
 from prune.errors import ConfigError
-from prune.head import HEAD_KINDS
-from prune.head_choice import fit_choice
-from prune.intent_names import MODES as INTENT_NAME_MODES
-from prune.intent_names import IntentNames, encode_names
+from prune.heads.choice import fit_choice
+from prune.heads.head import HEAD_KINDS
+from prune.heads.intent_names import MODES as INTENT_NAME_MODES
+from prune.heads.intent_names import IntentNames, encode_names
+from prune.heads.thresholds import choose_threshold
 from prune.labels import OOS_LABEL
 from prune.search.data import Split
 from prune.search.metrics import classification_metrics, oos_metrics
 from prune.search.sampling import after_k, k_shot
-from prune.thresholds import choose_threshold
 
 METRICS = (
     "accuracy",

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from prune.errors import ConfigError
-from prune.head import STORED_KINDS, Head, fit_head
-from prune.intent_names import IntentNames, NameSignal, name_signal
-from prune.thresholds import threshold_from
+from prune.heads.head import STORED_KINDS, Head, fit_head
+from prune.heads.intent_names import IntentNames, NameSignal, name_signal
+from prune.heads.thresholds import threshold_from
 
 MAX_FOLDS = 5
 # With fewer than 2 examples of some intent there is nothing to cross-validate; this kind was

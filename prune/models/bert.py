@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prune.errors import ModelError
-from prune.model import BertConfig
+from prune.models.files import BertConfig
 
 # Rows padded to at most this many tokens attend through explicit matmuls; longer ones through
 # the fused scaled_dot_product_attention, which wins from there (benchmarks/encoder.py --fused-attention).

@@ -1,6 +1,7 @@
-"""Where the datasets shipped with this package live, and how a split is read: BANKING77
-(CC BY 4.0) and CLINC150 (CC BY 3.0), each folder with its SOURCE.md. A leaf, so the encoder can
-read train texts (int8 calibration) without importing the research side (``prune.search``)."""
+"""The datasets shipped with this package, and how a split is read: BANKING77 (CC BY 4.0) and
+CLINC150 (CC BY 3.0), each folder here with its SOURCE.md. Beside the runtime and the research
+side alike: the encoder reads train texts (int8 calibration) and ``prune.search`` its tasks
+from here, neither through the other."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from prune.errors import DataError
 
-DATASETS_DIR = Path(__file__).resolve().parent / "search" / "datasets"
+DATASETS_DIR = Path(__file__).resolve().parent
 
 
 def read_split(path: Path) -> tuple[list[str], list[str]]:

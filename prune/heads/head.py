@@ -7,7 +7,7 @@ Both kinds share one shape, so one store holds either:
 - ``linear``: multinomial logistic regression fitted on the frozen embeddings (scikit-learn);
   the score is the softmax probability of the best intent.
 - ``auto`` (the default of ``jobs tenants add``) is not a third kind: it stores whichever of the
-  two cross-validates better on the tenant's own examples (``prune.head_choice``).
+  two cross-validates better on the tenant's own examples (``prune.heads.choice``).
 
 The margin is the score of the best intent minus that of the runner-up, in the same units.
 """
@@ -154,7 +154,7 @@ def linear_head(
 
 
 def fit_head(kind: str, embeddings: np.ndarray, labels: Sequence[str], oos_threshold: float | None = None) -> Head:
-    """A head of a stored ``kind`` (``auto`` chooses one: ``prune.head_choice.fit_choice``)."""
+    """A head of a stored ``kind`` (``auto`` chooses one: ``prune.heads.choice.fit_choice``)."""
     if kind == "centroid":
         return centroid_head(embeddings, labels, oos_threshold)
     if kind == "linear":
