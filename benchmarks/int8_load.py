@@ -30,9 +30,9 @@ import torch
 from results_io import write_record
 
 from prune import Encoder, EncoderOptions
+from prune.config import tuned_default
 from prune.int8 import Layers, QuantisedStack
 from prune.search.data import DEFAULT_DATA_DIR, load_split
-from prune.tuned import tuned_default
 
 LOAD = """
 import sys, time
@@ -40,7 +40,7 @@ started = time.perf_counter()
 import torch
 torch.set_num_threads(int(sys.argv[2]))
 from prune import Encoder, EncoderOptions
-from prune.tuned import tuned_default
+from prune.config import tuned_default
 encoder = Encoder(None, tuned_default(), EncoderOptions(dtype=sys.argv[1]))
 encoder.encode(["where is my card", "how do I top up my account with a card from abroad please"])
 print(time.perf_counter() - started)

@@ -22,10 +22,10 @@ import torch
 from results_io import write_record
 
 from prune import Encoder, EncoderOptions
+from prune.config import PACKAGED_TUNED_FILE, tuned_default
 from prune.int8 import QuantisedStack
 from prune.models.bert import COMPILED_ATTENTION_MAX_TOKENS
 from prune.search.data import DEFAULT_DATA_DIR, load_split
-from prune.tuned import PACKAGED_TUNED_FILE, tuned_default
 
 
 class PerLayer:

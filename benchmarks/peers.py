@@ -40,11 +40,11 @@ import torch
 
 from jobs.report import hardware
 from prune import Encoder, EncoderOptions
+from prune.config import tuned_default
 from prune.cpu import cpu_model, native_bf16
 from prune.models.files import default_model_dir
 from prune.search.data import DEFAULT_DATA_DIR, Split, load_split
 from prune.search.evaluate import Encoded, EvalSettings, needed_support, score_runs, summarise
-from prune.tuned import tuned_default
 
 Embed = Callable[[list[str]], np.ndarray]  # texts -> [N, D] float32, L2-normalised
 

@@ -16,7 +16,7 @@ from prune.cpu import cpu_model, native_bf16
 from workers.connection import redact
 from workers.job_spec import JobSpec
 from workers.memory import peak_rss_mb
-from workers.unit_stats import UnitStats
+from workers.unit import UnitStats
 
 
 def _versions() -> dict[str, str]:

@@ -23,9 +23,8 @@ import redis
 
 from jobs.errors import JobError, JobIncomplete, JobInterrupted, ResumeError, StorageError
 from jobs.fleet import drive
-from jobs.output import REPORT, SUCCESS, claim_output, holds
+from jobs.output import REPORT, SUCCESS, claim_output, holds, reconcile
 from jobs.plan import Plan, check_apart, cut_tail, encodable_rows, plan
-from jobs.reconcile import reconcile
 from jobs.report import build_report
 from jobs.report_schema import Report
 from prune.config import int8_min_rows
@@ -39,7 +38,7 @@ from workers.labels import EMPTY_PART, empty_part
 from workers.parquet_io import write_part, write_text
 from workers.queue import WorkQueue
 from workers.tenant_store import CentroidStore
-from workers.unit_stats import UnitStats
+from workers.unit import UnitStats
 
 
 def new_job_id() -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Literal, cast
+from pathlib import Path
+from typing import Any, Literal, cast
 
 from prune.cpu import native_bf16, native_int8
 from prune.errors import ConfigError
+from prune.user_files import user_dir
 
 Dtype = Literal["float32", "bfloat16", "int8"]
 # int8: static int8 layers (prune.int8), compiled when the encoder loads. ``auto`` means it only
@@ -188,3 +191,32 @@ class EncoderOptions:
             raise ConfigError(f"token_budget must be a positive integer, got {self.token_budget!r}")
         if not isinstance(self.max_batch_rows, int) or self.max_batch_rows < 1:
             raise ConfigError(f"max_batch_rows must be a positive integer, got {self.max_batch_rows!r}")
+
+
+# The pruning config chosen by `jobs tune`, shipped with the package with its provenance.
+# `jobs tune --write-default` writes the user's own choice to <JOBS_HOME>/tuned_default.json,
+# which then wins over the packaged file (the package itself is never written).
+PACKAGED_TUNED_FILE = Path(__file__).with_name("tuned_default.json")
+
+
+def user_tuned_file() -> Path:
+    return user_dir() / "tuned_default.json"
+
+
+def tuned_file() -> Path:
+    """The user's tuned config if `jobs tune --write-default` wrote one, else the packaged one."""
+    user = user_tuned_file()
+    return user if user.exists() else PACKAGED_TUNED_FILE
+
+
+def tuned_record(path: Path | None = None) -> dict[str, Any]:
+    path = path or tuned_file()
+    if not path.exists():
+        raise ConfigError(f"{path} is missing: run `jobs tune --write-default` to create it")
+    return json.loads(path.read_text())
+
+
+def tuned_default(path: Path | None = None) -> PruneConfig:
+    """The shipped default pruning config (see tuned_default.json for data, date and command)."""
+    cfg = tuned_record(path)["config"]
+    return PruneConfig(int(cfg["min_tokens"]), float(cfg["quantile"]), int(cfg["layer"]), str(cfg["score"]))

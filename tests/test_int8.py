@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from prune import Encoder, EncoderOptions, PruneConfig
+from prune.config import tuned_default
 from prune.errors import ConfigError
 from prune.heads.head import linear_head
 from prune.int8 import calibration_texts
 from prune.models.bert import COMPILED_ATTENTION_MAX_TOKENS
 from prune.search.data import DEFAULT_DATA_DIR, load_split
-from prune.tuned import tuned_default
 from workers.connection import connect
 from workers.job_spec import Columns, JobAddress, JobSpec
 from workers.tenant_store import CentroidStore

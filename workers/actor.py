@@ -15,8 +15,7 @@ from workers.connection import redact
 from workers.fault_points import unit_faults
 from workers.job_spec import JobAddress, JobSpec
 from workers.memory import peak_rss_mb
-from workers.unit import Unit
-from workers.unit_stats import UnitStats
+from workers.unit import Unit, UnitStats
 
 if TYPE_CHECKING:
     from prune import Encoder

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -43,3 +43,24 @@ class Unit:
             int(d.get("offset", 0)),
             str(d.get("version", "")),
         )
+
+
+# What an actor records for each unit it finishes (stored in Redis with the unit's ack).
+@dataclass(frozen=True, kw_only=True)
+class UnitStats:
+    rows: int
+    tokens: int
+    tokens_kept: int
+    read_s: float
+    encode_s: float
+    head_s: float  # the heads and the row statuses: classification time besides the encoding
+    write_s: float
+    total_s: float
+    statuses: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)  # tenant -> head version used
+    actor: str
+    node: str
+    host: str
+    pid: int
+    rss_mb: float
+    finished: float  # unix time

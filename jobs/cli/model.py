@@ -131,9 +131,9 @@ def eval_command(
     markdown: str | None,
 ) -> None:
     """Few-shot accuracy, F1, OOS and speed of encoder variants side by side."""
+    from prune.config import tuned_default
     from prune.search.eval_run import render_markdown, run_eval
     from prune.search.evaluate import EvalSettings, Variant
-    from prune.tuned import tuned_default
 
     variants = [Variant.parse(c, tuned_default) for c in configs]
     support = Variant.parse(support_config, tuned_default) if support_config else None

@@ -58,7 +58,7 @@ def prune_option(ctx: click.Context | None, param: click.Parameter | None, value
         return None
     try:
         if value == "tuned":
-            from prune.tuned import tuned_default
+            from prune.config import tuned_default
 
             return tuned_default()
         return PruneConfig.parse(value)

@@ -283,7 +283,7 @@ def write_default_file(report: dict[str, Any], command: str, data_dir: str | Pat
     import json
     from datetime import UTC, datetime
 
-    from prune.tuned import user_tuned_file
+    from prune.config import user_tuned_file
 
     chosen = report["chosen"]
     if chosen["config"] is None:
