@@ -140,7 +140,7 @@ def test_tune_selects_and_reports(tiny_data: Path, tmp_path: Path) -> None:
     assert chosen["speedup"] == max(m["speedup"] for m in report["timed"])
     assert "chosen:" in r.stdout and "on the test splits" in r.stdout
     r = jobs("tune", "--data-dir", str(tiny_data), "--mode", "budget")
-    assert r.returncode == 2 and "--token-budget" in r.stderr
+    assert r.returncode == 2 and "--max-kept" in r.stderr
 
 
 def test_tune_never_reads_test(tiny_data: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from jobs.cli.options import DTYPE_HELP, OutputFile, build_encoder, csv_ints, csv_of, encoder_options
+from jobs.cli.options import DTYPE_HELP, OutputFile, build_encoder, csv_ints, csv_of, encoder_options, model_option
 from jobs.errors import TextsError
 from prune import PruneConfig
 from prune.config import DTYPE_CHOICES, resolve_dtype
@@ -111,7 +111,7 @@ def read_lines(stream: BinaryIO) -> list[str]:
     help="Encode the few-shot examples with this variant for every --config (default: each --config "
     "itself). The product's pairing: --support-config as `tenants add` encodes, --config as the job.",
 )
-@click.option("--model", type=click.Path(file_okay=False), default=None)
+@model_option
 @click.option("--timing-repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--out", type=OutputFile(), default=None, help="Write the JSON report here.")
 @click.option("--markdown", type=OutputFile(), default=None, help="Write the Markdown table here.")
@@ -163,7 +163,7 @@ def eval_command(
     type=click.Choice(["speed", "budget"]),
     default="speed",
     show_default=True,
-    help="speed: fastest within --max-drop on every task; budget: most accurate within --token-budget.",
+    help="speed: fastest within --max-drop on every task; budget: most accurate within --max-kept.",
 )
 @click.option(
     "--max-drop",
@@ -172,7 +172,9 @@ def eval_command(
     show_default=True,
     help="Max accuracy drop (points) on every task.",
 )
-@click.option("--token-budget", type=click.FloatRange(0, 1), default=None, help="Max fraction of tokens kept.")
+@click.option(
+    "--max-kept", type=click.FloatRange(0, 1), default=None, help="Mode budget: max share of tokens kept (0-1)."
+)
 @click.option("--grid-s", default="8,12,16", show_default=True, callback=csv_of(int))
 @click.option("--grid-q", default="0.2,0.4,0.6", show_default=True, callback=csv_of(float))
 @click.option("--grid-l", default="1,2,3", show_default=True, callback=csv_of(int))
@@ -193,7 +195,7 @@ def eval_command(
     show_default=True,
     help="Report the chosen config on the test splits (1,2,3,5,10-shot, 5 seeds).",
 )
-@click.option("--model", type=click.Path(file_okay=False), default=None)
+@model_option
 @click.option("--out", type=OutputFile(), default=None, help="Write the JSON report here.")
 @click.option(
     "--write-default",
@@ -205,7 +207,7 @@ def tune_command(
     datasets: tuple[str, ...],
     dtype: str,
     mode: str,
-    token_budget: float | None,
+    max_kept: float | None,
     grid_s: tuple[int, ...],
     grid_q: tuple[float, ...],
     grid_l: tuple[int, ...],
@@ -223,8 +225,8 @@ def tune_command(
 
     from prune.search.tune import Grid, run_tune, write_default_file
 
-    if mode == "budget" and token_budget is None:
-        raise click.BadParameter("--mode budget needs --token-budget", param_hint="--token-budget")
+    if mode == "budget" and max_kept is None:
+        raise click.BadParameter("--mode budget needs --max-kept (the share of tokens kept)", param_hint="--max-kept")
     dtype = resolve_dtype(dtype)
     started = time.perf_counter()
     report = run_tune(
@@ -233,7 +235,7 @@ def tune_command(
         Grid(grid_s, grid_q, grid_l, grid_score),
         dtype=dtype,
         mode=mode,
-        token_budget=token_budget,
+        max_kept=max_kept,
         model=model,
         progress=tqdm,
         log=lambda m: click.echo(m, err=True),
@@ -287,7 +289,7 @@ def _confirm_on_test(
 )
 @click.option("--texts", "max_texts", type=click.IntRange(min=100), default=8000, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--model", type=click.Path(file_okay=False), default=None)
+@model_option
 @click.option(
     "--out",
     type=OutputFile((".safetensors",)),

@@ -66,15 +66,31 @@ def prune_option(ctx: click.Context | None, param: click.Parameter | None, value
         raise click.BadParameter(str(exc)) from exc
 
 
-def encoder_options(fn):
-    """The options every command that builds an encoder takes."""
-    fn = click.option(
+def model_option(fn):
+    """--model, as every command that reads a model takes it."""
+    return click.option(
+        "--model",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="A sentence-transformers BERT directory (default: packaged all-MiniLM-L6-v2).",
+    )(fn)
+
+
+def token_budget_option(fn):
+    """--token-budget: rows x padded length per encoder batch, in every command that encodes."""
+    return click.option(
         "--token-budget",
         type=click.IntRange(min=1),
         default=DEFAULT_TOKEN_BUDGET,
         show_default=True,
         help="Max rows x padded length per batch.",
     )(fn)
+
+
+def encoder_options(fn):
+    """The options of the commands that encode for a user to look at (encode, eval): fp32 and no
+    pruning by default, the reference the job's encoder is measured against."""
+    fn = token_budget_option(fn)
     fn = click.option(
         "--dtype",
         type=click.Choice(DTYPE_CHOICES),
@@ -90,13 +106,7 @@ def encoder_options(fn):
         metavar="s=INT,q=FLOAT,l=INT[,score=NAME]",
         help="Token pruning config, or 'none' (default: none).",
     )(fn)
-    fn = click.option(
-        "--model",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="A sentence-transformers BERT directory (default: packaged all-MiniLM-L6-v2).",
-    )(fn)
-    return fn
+    return model_option(fn)
 
 
 def job_encoder_options(fn):

@@ -11,7 +11,14 @@ import click
 from click.core import ParameterSource
 
 from jobs import embedded_redis
-from jobs.cli.options import EXAMPLES_DIR, build_encoder, job_encoder_options, redis_options
+from jobs.cli.options import (
+    EXAMPLES_DIR,
+    build_encoder,
+    job_encoder_options,
+    model_option,
+    redis_options,
+    token_budget_option,
+)
 from jobs.errors import JobIncomplete
 from jobs.examples_io import read_examples
 from jobs.report_schema import Report
@@ -36,9 +43,9 @@ def submit() -> None:
 @click.option("--tenant-column", default="tenant", show_default=True)
 @click.option("--tenant", "fixed_tenant", default=None, help="One tenant for every row (instead of a column).")
 @click.option("--id-column", default=None, help="A row id column that must exist (kept in the output).")
-@click.option("--model", type=click.Path(file_okay=False), default=None)
+@model_option
 @job_encoder_options
-@click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET, show_default=True)
+@token_budget_option
 @click.option("--actors", type=click.IntRange(min=1), default=None, help="Default: one per node that fits one.")
 @click.option(
     "--cpus-per-actor",

@@ -8,11 +8,17 @@ from typing import Any, cast
 import click
 
 from jobs import embedded_redis
-from jobs.cli.options import build_encoder, job_encoder_options, open_store, redis_options
+from jobs.cli.options import (
+    build_encoder,
+    job_encoder_options,
+    model_option,
+    open_store,
+    redis_options,
+    token_budget_option,
+)
 from jobs.examples_io import read_examples
 from jobs.tenants import add_tenant
 from prune import PruneConfig
-from prune.config import DEFAULT_TOKEN_BUDGET
 from prune.heads.head import HEAD_KINDS
 from prune.heads.intent_names import MODES as INTENT_NAME_MODES
 from workers.tenant_store import UnknownTenant
@@ -67,9 +73,9 @@ def threshold_option(ctx: click.Context, param: click.Parameter, value: str | No
     help="auto: each intent's name (card_arrival -> 'card arrival') joins its examples as one more "
     "example, when the names alone classify a quarter of the examples, above chance (tenants show says so).",
 )
-@click.option("--model", type=click.Path(file_okay=False), default=None)
+@model_option
 @job_encoder_options  # the job's defaults: the head is built from examples encoded as the job encodes
-@click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET, show_default=True)
+@token_budget_option
 @redis_options
 def tenants_add(
     tenant: str,
@@ -125,9 +131,9 @@ def names_note(decision: Any) -> str:
 )
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
-@click.option("--model", type=click.Path(file_okay=False), default=None)
+@model_option
 @job_encoder_options
-@click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET, show_default=True)
+@token_budget_option
 @redis_options
 def tenants_eval(tenant: str, examples: str, text_column: str, label_column: str, **opts: Any) -> None:
     """Score TENANT's stored head on a labelled sample, encoded as the job encodes (label 'oos'

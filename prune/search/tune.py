@@ -10,7 +10,7 @@ feasible ones are timed interleaved with the unpruned encoder, and the rule pick
 - mode ``speed`` (default): the largest measured speed-up whose accuracy drop is within
   ``max_drop`` points on every task;
 - mode ``budget``: the most accurate config (smallest worst-task drop) that keeps at most
-  ``token_budget`` of the tokens.
+  ``max_kept`` of the tokens.
 
 The unpruned encoder is always a candidate (drop 0, speed-up 1), so the search always answers.
 """
@@ -144,25 +144,26 @@ def with_drops(m: Measurement, baseline: Measurement) -> Measurement:
 
 
 def feasible(
-    measurements: Sequence[Measurement], mode: str, max_drop: float, token_budget: float | None
+    measurements: Sequence[Measurement], mode: str, max_drop: float, max_kept: float | None
 ) -> list[Measurement]:
     if mode == "speed":
         return [m for m in measurements if m.worst_drop <= max_drop + 1e-9]
     if mode == "budget":
-        if token_budget is None:
+        if max_kept is None:
             raise ConfigError("mode 'budget' needs a token budget (fraction of tokens kept, e.g. 0.7)")
-        return [m for m in measurements if m.tokens_kept <= token_budget + 1e-9]
+        return [m for m in measurements if m.tokens_kept <= max_kept + 1e-9]
     raise ConfigError(f"mode must be 'speed' or 'budget', got {mode!r}")
 
 
 def select(
-    measurements: Sequence[Measurement], mode: str = "speed", max_drop: float = 0.5, token_budget: float | None = None
+    measurements: Sequence[Measurement], mode: str = "speed", max_drop: float = 0.5, max_kept: float | None = None
 ) -> Measurement:
     """The selection rule (see the module doc); candidates in speed mode must have been timed."""
-    ok = feasible(measurements, mode, max_drop, token_budget)
+    ok = feasible(measurements, mode, max_drop, max_kept)
     if not ok:
         raise ConfigError(
-            f"no config satisfies the constraint (mode {mode}, max drop {max_drop} pt, token budget {token_budget}); "
+            f"no config satisfies the constraint (mode {mode}, max drop {max_drop} pt, "
+            f"max share of tokens kept {max_kept}); "
             f"include the unpruned baseline or relax it"
         )
     if mode == "speed":
@@ -196,13 +197,13 @@ def to_time(
     baseline: Measurement,
     mode: str,
     max_drop: float,
-    token_budget: float | None,
+    max_kept: float | None,
     max_timed: int,
 ) -> list[Measurement]:
     """Speed mode: the feasible configs that keep the fewest tokens (the likeliest fastest) and the
     baseline; budget mode: the one most accurate config."""
     if mode != "speed":
-        return [select(measured, mode, max_drop, token_budget)]
+        return [select(measured, mode, max_drop, max_kept)]
     chosen = sorted(candidates, key=lambda m: m.tokens_kept)[:max_timed]
     return chosen if baseline in chosen else [*chosen, baseline]
 
@@ -230,7 +231,7 @@ def run_tune(
     dtype: str = "bfloat16",
     mode: str = "speed",
     max_drop: float = 0.5,
-    token_budget: float | None = None,
+    max_kept: float | None = None,
     max_timed: int = 8,
     timing_repeats: int = 3,
     model: str | None = None,
@@ -251,11 +252,11 @@ def run_tune(
     measured = [baseline]
     for c in progress(configs, desc="tune", unit="config"):
         measured.append(with_drops(measure(base.with_prune(c), tasks, settings), baseline))
-    candidates = feasible(measured, mode, max_drop, token_budget)
-    candidates = to_time(candidates, measured, baseline, mode, max_drop, token_budget, max_timed)
+    candidates = feasible(measured, mode, max_drop, max_kept)
+    candidates = to_time(candidates, measured, baseline, mode, max_drop, max_kept, max_timed)
     texts = [t for ts in tasks for t in ts.query.texts]
     time_candidates(candidates, base.with_prune, random.Random(0).sample(texts, min(1000, len(texts))), timing_repeats)
-    chosen = select(candidates, mode, max_drop, token_budget)
+    chosen = select(candidates, mode, max_drop, max_kept)
     return {
         "tasks": [{"dataset": t.dataset, "support": len(t.support), "query": len(t.query)} for t in tasks],
         "settings": {
@@ -266,7 +267,7 @@ def run_tune(
             "mode": mode,
             "max_drop_pt": max_drop,
             "head": head,
-            "token_budget": token_budget,
+            "max_kept": max_kept,
             "grid": grid.to_dict(),
         },
         "model": {"path": str(base.spec.path), "fingerprint": base.fingerprint},
