@@ -100,6 +100,10 @@ def _loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False  # for this process, in case Ray was imported before
 
 
+# an actor's CPUs by default: a cluster node's (cluster.yaml's m7i.xlarge), at most the machine's locally
+DEFAULT_CPUS_PER_ACTOR = 4
+
+
 def _placement(spec: JobSpec, local: bool, log: Callable[[str], object] = print) -> tuple[int, int]:
     """(actors, cpus per actor) resolved against the cluster: fail early if no actor can fit. On a
     remote cluster more actors than fit now is allowed (the autoscaler adds nodes for them)."""
@@ -109,7 +113,7 @@ def _placement(spec: JobSpec, local: bool, log: Callable[[str], object] = print)
     node_cpus = sorted((int(n["Resources"].get("CPU", 0)) for n in nodes), reverse=True)
     if not node_cpus:
         raise JobError("the Ray cluster has no live node; check --ray-address and `ray status`")
-    cpus = spec.cpus_per_actor or (min(4, node_cpus[0]) if local else 4)
+    cpus = spec.cpus_per_actor or (min(DEFAULT_CPUS_PER_ACTOR, node_cpus[0]) if local else DEFAULT_CPUS_PER_ACTOR)
     if node_cpus[0] < cpus:
         raise JobError(
             f"no node has {cpus} CPUs for an actor (node CPUs: {node_cpus}); lower --cpus-per-actor or add bigger nodes"

@@ -33,16 +33,15 @@ def test_cluster_yaml_passes_rays_validator() -> None:
 
 
 def test_one_actor_per_worker_node_and_none_on_the_head() -> None:
-    from jobs.run import JobSpec
+    from jobs.run import DEFAULT_CPUS_PER_ACTOR, JobSpec
 
     config = load()
     head = config["available_node_types"][config["head_node_type"]]
     workers = [t for name, t in config["available_node_types"].items() if name != config["head_node_type"]]
     assert head["resources"]["CPU"] == 0
-    default_cpus = 4  # --cpus-per-actor's cluster default
-    assert JobSpec.__dataclass_fields__["cpus_per_actor"].default is None
-    for t in workers:
-        assert t["resources"]["CPU"] == default_cpus
+    assert JobSpec.__dataclass_fields__["cpus_per_actor"].default is None  # the driver's default applies
+    for t in workers:  # one default actor fills a worker node
+        assert t["resources"]["CPU"] == DEFAULT_CPUS_PER_ACTOR
         assert t["node_config"]["InstanceType"].startswith("m7i.")  # AMX-BF16
         assert 0 <= t["min_workers"] <= t["max_workers"] <= config["max_workers"]
 

@@ -163,7 +163,10 @@ def test_every_row_exactly_once_with_statuses_and_report(tmp_path: Path, redis_u
     assert report["rows"] == {"planned": 2105, "written": 2105, "dead": 0}
     # 200+200+200+100 rows per file, then odd.parquet; the last unit per encode stream cut in 4
     streams = report["config"]["actors"] * report["config"]["cpus_per_actor"]
-    assert report["config"]["rows_per_actor"] == -(-2105 // report["config"]["actors"])  # what decides int8
+    # what decides int8: each actor's expected share covers the rows, and no actor is given more
+    # than one row above an even share
+    per_actor, actors = report["config"]["rows_per_actor"], report["config"]["actors"]
+    assert per_actor * actors >= 2105 and per_actor <= 2105 / actors + 1
     assert report["units"]["total"] == report["units"]["done"] == 3 * 4 + 1 + 3 * min(streams, 13)
     assert report["empty_files"] and report["statuses"]["unknown_tenant"] == 702
     for key in ("rows_per_s", "wall_s", "time_split_s", "unit_latency_s", "actors", "nodes", "hardware", "versions"):
