@@ -180,3 +180,12 @@ def test_nothing_reads_beside_the_repository() -> None:
         if any(needle in path.read_text() for needle in NEEDLES)
     ]
     assert not offenders, offenders
+
+
+def test_every_benchmark_record_is_in_the_results_index() -> None:
+    """benchmarks/results/README.md indexes every record (commit, date, CPU)."""
+    results = REPO / "benchmarks" / "results"
+    index = (results / "README.md").read_text()
+    records = [p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file() and p.name != "README.md"]
+    missing = [r for r in records if f"`{r}`" not in index]
+    assert records and not missing, f"add these to benchmarks/results/README.md: {missing}"
