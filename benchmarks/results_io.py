@@ -37,7 +37,19 @@ def write_record(out: Path | None, record: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"cpu": cpu_model(), "cpu_flags": sorted(cpu_flags() & set(ISA_FLAGS)), **_commit()}
     meta["date"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    out = _beside(out, meta["date"])
     out.write_text(json.dumps({**meta, **record}, indent=2))
+    print(f"wrote {out}")
+
+
+def _beside(out: Path, date: str) -> Path:
+    """``out``, or where it exists (a committed record), a new name beside it: never overwritten."""
+    if not out.exists():
+        return out
+    n = 1
+    while (candidate := out.with_name(f"{out.stem}_{date}{f'_{n}' if n > 1 else ''}{out.suffix}")).exists():
+        n += 1
+    return candidate
 
 
 def _commit() -> dict[str, str]:
