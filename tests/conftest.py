@@ -24,7 +24,13 @@ DATA_DIR = DEFAULT_DATA_DIR  # the copy shipped in the package: nothing outside 
 # A test is marked by what it declares (pytest.mark.<tier>) or by the fixtures it asks for,
 # whichever is higher: asking for the real encoder makes a test a system test.
 TIERS = ("unit", "integration", "system")
-FIXTURE_TIERS = {"redis_url": "integration", "encoder": "system", "heads": "system", "model_dir": "system"}
+FIXTURE_TIERS = {
+    "redis_url": "integration",
+    "s3": "integration",
+    "encoder": "system",
+    "heads": "system",
+    "model_dir": "system",
+}
 
 
 def tier_of(declared: list[str], fixtures: list[str]) -> str:
@@ -114,6 +120,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory):
     yield url
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def s3():  # type: ignore[no-untyped-def]
+    """A real S3-compatible server (moto's, tests/s3_server.py) for the whole session."""
+    from tests.s3_server import s3_server
+
+    with s3_server(free_port()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -89,8 +89,18 @@ TMP = "_tmp-"
 
 
 def _write_atomically(fs: pafs.FileSystem, tmp: str, final: str, write: Callable[[pa.NativeFile], object]) -> None:
-    """``write`` into ``tmp``, then rename it to ``final``: readers never see half a file. On any
-    failure (a full disk, a lost mount, an interrupt) the temporary file is removed."""
+    """``write`` so that readers never see half a file. On a local disk: into ``tmp``, then a
+    rename to ``final``; on any failure (a full disk, a lost mount, an interrupt) the temporary
+    file is removed. On an object store, which has no rename (a move is a copy and a delete):
+    into memory first, then one upload of the complete object to ``final``, which no reader sees
+    until the upload completes; a failure before that leaves nothing."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        buffer = pa.BufferOutputStream()
+        write(buffer)
+        data = buffer.getvalue()  # a part is one unit's rows: megabytes at most
+        with fs.open_output_stream(final) as out:
+            out.write(data)
+        return
     try:
         with fs.open_output_stream(tmp) as out:
             write(out)
