@@ -18,8 +18,9 @@ import torch.nn.functional as F
 
 from prune.batching import token_batches
 from prune.config import EncoderOptions, PruneConfig
-from prune.errors import Int8Unavailable
+from prune.errors import Int8Unavailable, ModelError
 from prune.importance import LayerTrace, get_score
+from prune.models import build_family
 from prune.models import files as model_files
 from prune.models.bert import COMPILED_ATTENTION_MAX_TOKENS, Bert
 from prune.pruning import gather, keep_counts, select
@@ -107,7 +108,7 @@ def int8_readiness(fingerprint: str, layers: int, prune: PruneConfig | None, opt
 
 
 class Encoder:
-    """A BERT-family sentence-transformers model with optional post-training token pruning."""
+    """A sentence-transformers model (a family of prune.models) with optional post-training token pruning."""
 
     def __init__(
         self,
@@ -123,7 +124,12 @@ class Encoder:
         self.options = options or EncoderOptions()
         self.max_length = min(self.spec.max_seq_length, self.config.max_position_embeddings)
         self._set_prune(prune)
-        self.bert = Bert(self.config)
+        self.bert = build_family(self.config)  # the model family's forward (prune.models)
+        if self.options.dtype == "int8" and not isinstance(self.bert, Bert):
+            raise ModelError(
+                f"--dtype int8 runs BERT models only for now, and {self.spec.path} is {self.config.model_type}; "
+                f"use --dtype bfloat16 or float32"
+            )
         self._stack: QuantisedStack | None = None  # int8: the layers run as compiled blocks
         self.bert.load_hf_state(state)
         self.bert.eval().requires_grad_(False)
@@ -152,6 +158,7 @@ class Encoder:
             for b in token_batches([len(x) for x in ids], budget, rows):
                 yield self._batch_tensors([ids[i] for i in b])[:2]
 
+        assert isinstance(self.bert, Bert)  # checked at load: int8 runs BERT models only
         return QuantisedStack(self.bert, int8_store(self.fingerprint, self.options), batches)
 
     def _set_prune(self, prune: PruneConfig | None) -> None:
@@ -243,9 +250,12 @@ class Encoder:
             return self._embed(h, mask).numpy(), lengths.numpy().astype(np.int32)
         h, probs = run(h, mask, 0, prune.layer, need_probs=score.needs_attention)
         importance = score(LayerTrace(h, mask, probs))  # [B, T]
-        index = select(importance, mask, keep)  # [B, T']
+        index = select(importance, mask, keep)  # [B, T']: the kept tokens' original positions
         h, mask = gather(h, index, keep)  # [B, T', D], [B, T']
-        h, _ = run(h, mask, prune.layer, n)
+        if self.bert.uses_positions:  # the later layers see the kept tokens where they were
+            h, _ = self.bert.run(h, mask, prune.layer, n, positions=index)
+        else:
+            h, _ = run(h, mask, prune.layer, n)
         return self._embed(h, mask).numpy(), mask.sum(1).numpy().astype(np.int32)
 
     def _embed(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

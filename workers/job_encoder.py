@@ -26,11 +26,14 @@ def int8_readiness_for(spec: JobSpec) -> Int8Readiness:
     thread per stream, the thread count its graphs are built for)."""
     import torch
 
-    from prune.encoder import int8_readiness
+    from prune.encoder import Int8Readiness, int8_readiness
     from prune.models.files import load_config, model_fingerprint, read_spec
 
     torch.set_num_threads(1)
-    layers = load_config(read_spec(spec.model)).num_hidden_layers
+    config = load_config(read_spec(spec.model))
+    if config.model_type != "bert":
+        return Int8Readiness(False, f"int8 runs BERT models only for now, and the model is {config.model_type}")
+    layers = config.num_hidden_layers
     options = EncoderOptions(dtype="int8", token_budget=spec.token_budget)
     return int8_readiness(model_fingerprint(spec.model), layers, spec.prune, options)
 

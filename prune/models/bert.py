@@ -66,17 +66,23 @@ class Layer(nn.Module):
         self.act = _ACTIVATIONS[act]
 
     def forward(
-        self, h: torch.Tensor, mask: torch.Tensor, need_probs: bool = False
+        self, h: torch.Tensor, mask: torch.Tensor, need_probs: bool = False, bias: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # h [B, T, D]; mask [B, T] bool, True on real tokens
-        ctx, probs = self.attend(self.qkv(h), mask, need_probs)
+        # h [B, T, D]; mask [B, T] bool, True on real tokens; bias [B, H, T, T] added to the scores
+        ctx, probs = self.attend(self.qkv(h), mask, need_probs, bias=bias)
         return self.finish(h, ctx), probs
 
     def attend(
-        self, qkv: torch.Tensor, mask: torch.Tensor, need_probs: bool = False, compiled: bool = False
+        self,
+        qkv: torch.Tensor,
+        mask: torch.Tensor,
+        need_probs: bool = False,
+        compiled: bool = False,
+        bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Self-attention of the projected tokens: qkv [B, T, 3D] -> context [B, T, D] (and the
         probabilities [B, H, T, T] if asked for). No weights: the int8 path runs it between its graphs.
+        ``bias`` [B, H, T, T], if given, is added to the scores (MPNet's relative positions).
 
         compiled: the caller runs this under torch.compile, so short rows take the form Inductor
         fuses (in eager it would materialise [B, H, T, T, Dh]). The kernel is picked by the padded
@@ -89,10 +95,15 @@ class Layer(nn.Module):
             # Explicit: in fp32 when the probabilities rank tokens, so the ranking does not depend on
             # the dtype. For short rows, because two small matmuls beat the fused kernel, whose
             # per-(row, head) set-up dominates at a few tokens (benchmarks/encoder.py --fused-attention).
-            ctx, weights = matmul_attention(q, k, v, keys, torch.float32 if need_probs else v.dtype)
+            ctx, weights = matmul_attention(q, k, v, keys, torch.float32 if need_probs else v.dtype, bias)
             probs = weights if need_probs else None
         elif compiled and t <= COMPILED_ATTENTION_MAX_TOKENS:
+            if bias is not None:
+                raise ModelError("compiled (int8) attention takes no position bias: int8 runs BERT models only")
             ctx = summed_attention(q, k, v, keys)  # [B, H, T, Dh]
+        elif bias is not None:
+            scores_mask = bias.to(q.dtype).masked_fill(~keys, float("-inf"))  # [B, H, T, T]
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=scores_mask)  # [B, H, T, Dh]
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # [B, H, T, Dh]
         return ctx.transpose(1, 2).reshape(b, t, qkv.shape[-1] // 3), probs
@@ -111,11 +122,19 @@ def split_heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def matmul_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, dt: torch.dtype
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    keys: torch.Tensor,
+    dt: torch.dtype,
+    bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention as two matmuls and a masked softmax in ``dt``: q, k, v [B, H, T, Dh], keys
-    [B, 1, 1, T] bool -> context [B, H, T, Dh] (in v's dtype) and probabilities [B, H, T, T]."""
+    [B, 1, 1, T] bool, bias [B, H, T, T] or None -> context [B, H, T, Dh] (in v's dtype) and
+    probabilities [B, H, T, T]."""
     scores = q.to(dt) @ k.to(dt).transpose(-1, -2) / math.sqrt(q.shape[-1])  # [B, H, T, T]
+    if bias is not None:
+        scores = scores + bias.to(dt)
     weights = scores.masked_fill(~keys, float("-inf")).softmax(-1)  # [B, H, T, T]
     return (weights @ v.to(dt)).to(v.dtype), weights
 
@@ -137,16 +156,25 @@ def summed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: to
 
 
 class Bert(nn.Module):
+    uses_positions = False  # absolute positions only, added by the embeddings
+
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
 
     def run(
-        self, h: torch.Tensor, mask: torch.Tensor, start: int, stop: int, need_probs: bool = False
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor,
+        start: int,
+        stop: int,
+        need_probs: bool = False,
+        positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Layers ``start`` to ``stop - 1`` (0-based), one at a time: h [B, T, D] -> [B, T, D], with
-        the last layer's attention probabilities [B, H, T, T] if asked for."""
+        the last layer's attention probabilities [B, H, T, T] if asked for. ``positions`` (the
+        tokens' original positions, for a family whose attention uses them) is not used by BERT."""
         probs = None
         for i in range(start, stop):
             h, probs = self.layers[i](h, mask, need_probs=need_probs and i == stop - 1)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # torch is imported where weights are read: the CLI driver ne
     import torch
 
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
-SUPPORTED_MODEL_TYPES = ("bert",)
+SUPPORTED_MODEL_TYPES = ("bert", "mpnet")  # the families of prune.models
 # the JSON types a config.json field of each annotated type may hold
 TYPE_CHECKS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str}
 
@@ -104,6 +104,7 @@ class BertConfig:
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
     position_embedding_type: str = "absolute"
+    relative_attention_num_buckets: int = 32  # MPNet's relative-position bias
 
 
 def load_config(spec: ModelSpec) -> BertConfig:
@@ -116,7 +117,7 @@ def load_config(spec: ModelSpec) -> BertConfig:
     if raw.get("model_type") not in SUPPORTED_MODEL_TYPES:
         raise ModelError(
             f"{spec.transformer_path}: model_type {raw.get('model_type')!r} is not supported; "
-            f"this encoder runs BERT-family models ({', '.join(SUPPORTED_MODEL_TYPES)})"
+            f"this encoder runs the model types {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
     fields = {f.name: f.type for f in dataclasses.fields(BertConfig)}
     values = {k: raw[k] for k in fields if k in raw}
@@ -166,7 +167,7 @@ def check_model(path: str | Path | None) -> tuple[ModelSpec, BertConfig]:
 
 
 def load_state(spec: ModelSpec) -> dict[str, torch.Tensor]:
-    """The BERT weights, with any task-head prefix (``bert.``) removed."""
+    """The encoder's weights, with any task-head prefix (``bert.``, ``mpnet.``) removed."""
     import torch
 
     path = weights_file(spec)
@@ -176,7 +177,7 @@ def load_state(spec: ModelSpec) -> dict[str, torch.Tensor]:
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k.removeprefix("bert."): v for k, v in state.items()}
+    return {k.removeprefix("bert.").removeprefix("mpnet."): v for k, v in state.items()}
 
 
 def fingerprint(

@@ -1,0 +1,140 @@
+"""MPNet in the project's own forward (prune/models/mpnet.py), against transformers' MPNetModel on
+a small randomly initialised MPNet built here: no download. The packaged model's folder lends
+its tokenizer, pooling and normalisation; config.json and the weights are the random MPNet's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from prune import Encoder
+from prune.config import EncoderOptions, PruneConfig
+from prune.errors import ModelError
+from prune.models.files import default_model_dir, read_spec
+from prune.models.mpnet import MPNet
+from prune.pruning import keep_counts, select
+
+pytestmark = pytest.mark.system  # transformers' MPNetModel and the packaged tokenizer
+
+TEXTS = [
+    "where is my card",
+    "I was charged twice for the same coffee this morning, can you refund one of the two payments please",
+    "hi",
+    "how long does a transfer from abroad take to arrive in my account, it has been three days now",
+    # over 64 tokens: the fused attention kernel, with the bias as its float mask
+    " ".join(["my card was declined at the shop again although the app shows enough money"] * 6),
+]
+
+
+@pytest.fixture(scope="module")
+def mpnet_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
+    from safetensors.torch import save_file
+    from transformers import MPNetConfig, MPNetModel
+
+    root = tmp_path_factory.mktemp("mpnet") / "model"
+    shutil.copytree(default_model_dir(), root)
+    folder = read_spec(root).transformer_path
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        (folder / name).unlink(missing_ok=True)
+    config = dict(
+        vocab_size=30527,
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=514,
+        layer_norm_eps=1e-5,
+        relative_attention_num_buckets=32,
+        hidden_act="gelu",
+    )
+    torch.manual_seed(0)
+    model = MPNetModel(MPNetConfig(**config)).eval()
+    with torch.no_grad():  # as trained models have: else every token's norm is sqrt(D) after a LayerNorm
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+    (folder / "config.json").write_text(json.dumps({"model_type": "mpnet", **config}))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    return root, model
+
+
+def reference(model: torch.nn.Module, ids: list[int]) -> np.ndarray:
+    """transformers' MPNetModel on one unpadded row, mean-pooled and normalised."""
+    with torch.no_grad():
+        h = model(input_ids=torch.tensor([ids])).last_hidden_state[0]  # [T, D]
+    e = h.mean(0)
+    return (e / e.norm()).numpy()
+
+
+def test_mpnet_matches_transformers_on_every_row_in_fp32(mpnet_dir: tuple[Path, torch.nn.Module]) -> None:
+    root, model = mpnet_dir
+    enc = Encoder(root, None, EncoderOptions(dtype="float32"))
+    got = enc.encode(TEXTS).embeddings  # [N, D], padded batches
+    ids, _ = enc.tokenize(TEXTS)
+    for i, row in enumerate(ids):
+        assert float(got[i] @ reference(model, row)) >= 0.9999, TEXTS[i]
+
+
+def test_mpnet_in_bf16_stays_close_to_fp32(mpnet_dir: tuple[Path, torch.nn.Module]) -> None:
+    root, _ = mpnet_dir
+    fp32 = Encoder(root, None, EncoderOptions(dtype="float32")).encode(TEXTS).embeddings
+    bf16 = Encoder(root, None, EncoderOptions(dtype="bfloat16")).encode(TEXTS).embeddings
+    assert float((fp32 * bf16).sum(1).min()) >= 0.99
+
+
+def test_the_position_bias_of_kept_tokens_is_their_part_of_the_full_one(
+    mpnet_dir: tuple[Path, torch.nn.Module],
+) -> None:
+    root, _ = mpnet_dir
+    model = Encoder(root).bert
+    assert isinstance(model, MPNet)
+    full = model.bias(torch.arange(40)[None])  # [1, H, 40, 40]
+    kept = torch.tensor([[0, 3, 4, 17, 30, 39]])  # original positions after pruning
+    assert torch.equal(model.bias(kept), full[:, :, kept[0]][:, :, :, kept[0]])
+
+
+def test_pruned_mpnet_matches_transformers_layers_given_the_kept_positions(
+    mpnet_dir: tuple[Path, torch.nn.Module],
+) -> None:
+    """Layers 1..l on all tokens, then the kept tokens (by the norm of layer l's output) through
+    layers l+1..N with transformers' own bias for their original positions."""
+    root, model = mpnet_dir
+    prune = PruneConfig(min_tokens=4, quantile=0.5, layer=2, score="norm")
+    enc = Encoder(root, prune, EncoderOptions(dtype="float32"))
+    got = enc.encode(TEXTS)
+    ids, _ = enc.tokenize(TEXTS)
+    layers = model.encoder.layer
+    with torch.no_grad():
+        for i, row in enumerate(ids):
+            x = torch.tensor([row])
+            h = model.embeddings(input_ids=x)  # [1, T, D]
+            bias = model.encoder.compute_position_bias(h)  # [1, H, T, T]
+            for layer in layers[: prune.layer]:
+                h = layer(h, None, bias)[0]
+            n = torch.tensor([len(row)])
+            keep = keep_counts(n, prune)
+            index = select(h.norm(dim=-1), torch.ones(1, len(row), dtype=torch.bool), keep)  # [1, T']
+            h = h[:, index[0]]
+            # transformers' compute_position_bias takes position_ids but fails on them (its permute
+            # assumes no batch axis): its own bucket function and bias table, for the kept positions
+            relative = index[:, None, :] - index[:, :, None]  # [1, T', T']: key - query
+            buckets = model.encoder.relative_position_bucket(relative, num_buckets=32)
+            bias = model.encoder.relative_attention_bias(buckets).permute(0, 3, 1, 2)  # [1, H, T', T']
+            for layer in layers[prune.layer :]:
+                h = layer(h, None, bias)[0]
+            e = h[0].mean(0)
+            assert int(got.tokens_kept[i]) == int(keep[0])
+            assert float(got.embeddings[i] @ (e / e.norm()).numpy()) >= 0.9999, TEXTS[i]
+    assert (got.tokens_kept < got.tokens).any()  # some rows lost tokens
+
+
+def test_int8_refuses_an_mpnet_model_in_one_line(mpnet_dir: tuple[Path, torch.nn.Module]) -> None:
+    root, _ = mpnet_dir
+    with pytest.raises(ModelError, match=r"int8 runs BERT models only for now, and .* is mpnet"):
+        Encoder(root, None, EncoderOptions(dtype="int8"))
