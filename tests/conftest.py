@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = DEFAULT_DATA_DIR  # the copy shipped in the package: nothing outside the clone
 
 # Each test has one tier, by what it needs (`pytest -m "not system"` is the contributor's loop):
-# unit: no model, no Ray, no Redis server; integration: a real Redis and/or a real local Ray, with
-# a fake encoder at most; system: the real model, int8, CLI processes that load it, `ray up`.
+# unit: no model, no Ray, no Redis server; integration: a real Redis, S3 server or local Ray, with
+# a fake encoder at most; system: the real model, int8, `ray up`, and CLI processes that load the
+# model or start Ray or a server (seconds each).
 # A test is marked by what it declares (pytest.mark.<tier>) or by the fixtures it asks for,
 # whichever is higher: asking for the real encoder makes a test a system test.
 TIERS = ("unit", "integration", "system")

@@ -87,9 +87,9 @@ def test_selection_rule_budget_mode() -> None:
     a = with_drops(m("s=4,q=0.5,l=1", {"t1": 0.75}, 0.5, None), base)
     b = with_drops(m("s=8,q=0.4,l=2", {"t1": 0.78}, 0.65, None), base)
     c = with_drops(m("s=8,q=0.2,l=3", {"t1": 0.795}, 0.85, None), base)
-    assert select([base, a, b, c], "budget", token_budget=0.7) is b
-    assert select([base, a, b, c], "budget", token_budget=0.9) is c
+    assert select([base, a, b, c], "budget", max_kept=0.7) is b
+    assert select([base, a, b, c], "budget", max_kept=0.9) is c
     with pytest.raises(ValueError, match="no config satisfies"):
-        select([base, a, b, c], "budget", token_budget=0.3)
+        select([base, a, b, c], "budget", max_kept=0.3)
     with pytest.raises(ValueError, match="token budget"):
         select([base], "budget")

@@ -451,6 +451,7 @@ def test_the_json_report_never_holds_infinity(tmp_path: Path) -> None:
     assert (tmp_path / "o.jsonl").read_text().split() == ['{"m":', "null}", '{"m":', "null}", '{"m":', "1.0}"]
 
 
+@pytest.mark.system  # CLI processes that start a Redis server (9 s)
 def test_redis_serve_starts_a_password_server_once(tmp_path: Path) -> None:
     import redis
 

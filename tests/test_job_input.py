@@ -194,6 +194,7 @@ def test_column_types_that_become_one_type_in_the_parts_are_accepted(tmp_path: P
     assert plan(str(folder), Columns()).rows == 102
 
 
+@pytest.mark.system  # a CLI job that starts its local Ray (7 s)
 def test_input_without_rows_leaves_an_empty_part_that_reads_as_the_output(
     tmp_path: Path, redis_url: str, prefix: str
 ) -> None:

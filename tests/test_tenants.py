@@ -274,6 +274,7 @@ def test_concurrent_adds_leave_one_consistent_version(
     assert got.version == 2  # both wrote; the last write is whole
 
 
+@pytest.mark.system  # CLI processes that start the embedded Redis (5 s)
 def test_embedded_server_started_reused_and_persistent() -> None:
     home = tempfile.mkdtemp(prefix="jh", dir="/tmp")
     env_clean = {k: v for k, v in os.environ.items() if k != "JOBS_REDIS_URL"}
