@@ -12,6 +12,11 @@ import pytest
 from prune.search.data import DEFAULT_DATA_DIR
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the user's own data folder, read only by the tests of installed models (skipped without them)
+USER_DATA_DIR = Path(
+    os.environ.get("JOBS_HOME")
+    or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "fewshot-jobs"
+)
 # the tests never read nor write the user's own tuned config or scorers
 os.environ["JOBS_HOME"] = tempfile.mkdtemp(prefix="jobs-home-")
 

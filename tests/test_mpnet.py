@@ -18,6 +18,7 @@ from prune.errors import ModelError
 from prune.models.files import default_model_dir, read_spec
 from prune.models.mpnet import MPNet
 from prune.pruning import keep_counts, select
+from tests.conftest import USER_DATA_DIR
 
 pytestmark = pytest.mark.system  # transformers' MPNetModel and the packaged tokenizer
 
@@ -138,3 +139,19 @@ def test_int8_refuses_an_mpnet_model_in_one_line(mpnet_dir: tuple[Path, torch.nn
     root, _ = mpnet_dir
     with pytest.raises(ModelError, match=r"int8 runs BERT models only for now, and .* is mpnet"):
         Encoder(root, None, EncoderOptions(dtype="int8"))
+
+
+REAL = USER_DATA_DIR / "models" / "all-mpnet-base-v2"
+
+
+@pytest.mark.skipif(not (REAL / "modules.json").exists(), reason="run `jobs models install all-mpnet-base-v2` first")
+def test_all_mpnet_base_v2_matches_sentence_transformers_when_installed(banking_texts: list[str]) -> None:
+    """The real weights (about 400 MB, installed by `jobs models install all-mpnet-base-v2`):
+    fp32 against sentence-transformers on BANKING77 test rows."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = banking_texts[:300]
+    ours = Encoder(REAL, None, EncoderOptions(dtype="float32")).encode(texts).embeddings
+    ref = SentenceTransformer(str(REAL), device="cpu").encode(texts, normalize_embeddings=True)
+    cos = (ours * ref).sum(1)  # [N]
+    assert float(cos.min()) >= 0.9999, float(cos.min())

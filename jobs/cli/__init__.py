@@ -16,6 +16,7 @@ from typing import NoReturn
 import click
 
 from jobs.cli.model import encode, eval_command, train_scorer, tune_command
+from jobs.cli.models import models_group
 from jobs.cli.query import query
 from jobs.cli.report import report_group
 from jobs.cli.submit import demo, forget, submit
@@ -49,6 +50,7 @@ for command in (
     forget,
     query,
     report_group,
+    models_group,
 ):
     main.add_command(command)
 

@@ -47,10 +47,15 @@ class ModelSpec:
 def read_spec(path: str | Path | None) -> ModelSpec:
     """Read modules.json (and the pooling / max-length configs) of a model directory."""
     root = Path(path) if path is not None else default_model_dir()
+    if not root.is_dir() and path is not None:
+        from prune.models.catalog import named_model
+
+        root = named_model(str(path)) or root  # a name: an installed catalogued model
     if not root.is_dir():
         raise ModelError(
             f"model directory {str(root)!r} does not exist; give --model a local "
-            f"sentence-transformers directory (config.json, model.safetensors, tokenizer.json)"
+            f"sentence-transformers directory (config.json, model.safetensors, tokenizer.json), "
+            f"or the name of an installed model (`jobs models list`)"
         )
     modules_file = root / "modules.json"
     if modules_file.exists():
