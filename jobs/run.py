@@ -138,6 +138,15 @@ def _rows_to_encode(job: _Job, client: redis.Redis, prefix: str, p: Plan) -> int
     return encodable_rows(p, job.spec.columns, tenants)
 
 
+def _check_int8_here(spec: JobSpec) -> None:
+    """An explicit --dtype int8 on the local default: this machine says what int8 needs here."""
+    from workers.job_encoder import int8_problem
+
+    problem = int8_problem(spec)
+    if problem:
+        raise Int8Unavailable(f"--dtype int8 cannot run on 1 node(s): {problem}")
+
+
 def _check_int8_on_every_node(spec: JobSpec) -> None:
     """An explicit --dtype int8 runs on every live node, or the job is not created: each node says
     what int8 needs there (its built graphs, or a C++ compiler to build them)."""
@@ -229,9 +238,11 @@ def _run(
     resuming = job.stored is not None
     claim_output(client, prefix, job.spec.output, job.id, resuming, overwrite, take=False)  # fail before any work
     planned = _plan(job)
+    if job.spec.dtype == "int8" and ray_address is None:
+        _check_int8_here(job.spec)  # the local default's one node is this machine: before Ray starts
     init_ray(ray_address)
     actors, cpus = _placement(job.spec, local=ray_address is None, log=log)
-    if job.spec.dtype == "int8":
+    if job.spec.dtype == "int8" and ray_address is not None:
         _check_int8_on_every_node(job.spec)
     planned = _enqueue(job, client, prefix, planned, actors * cpus, started, log)
     claim_output(client, prefix, job.spec.output, job.id, resuming, overwrite)  # once the job exists: resumable

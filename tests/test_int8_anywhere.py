@@ -73,3 +73,30 @@ def test_auto_falls_back_where_int8_would_pay_but_cannot_run_and_says_why(
         assert "int8 would pay" in placement["dtype_why"] and "no working C++ compiler" in placement["dtype_why"]
     else:
         assert "no native int8" in placement["dtype_why"]
+
+
+def test_on_a_cluster_int8_is_asked_of_every_node_and_refused_before_the_job_exists(
+    tmp_path: Path, redis_url: str, heads: str, no_cxx_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster's nodes are asked by a Ray task each (the local default asks this machine before
+    Ray starts): nodes started without a compiler refuse, naming themselves."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    for key in ("PATH", "CXX", "CC"):  # the nodes' processes inherit this environment
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PATH", no_cxx_env["PATH"])
+    monkeypatch.setenv("JOBS_INT8_CACHE", str(tmp_path / "empty"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        args = ["--input", LOGS, "--output", str(tmp_path / "out"), "--dtype", "int8", "--job-id", "nocxx-cluster"]
+        r = classify(redis_url, heads, *args, "--ray-address", cluster.address, "--cpus-per-actor", "1", env=no_cxx_env)
+        line = one_error_line(r.stderr)
+        assert r.returncode == 2 and "--dtype int8 cannot run on 1 node(s): node " in line, r.stderr
+        assert "no working C++ compiler" in line
+        assert not WorkQueue(connect(redis_url), heads, "nocxx-cluster").exists() and not (tmp_path / "out").exists()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
