@@ -13,6 +13,7 @@ reported.
 from __future__ import annotations
 
 import copy
+import json
 import statistics
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from results_io import write_record
 
 from prune import Encoder, EncoderOptions
-from prune.config import PACKAGED_TUNED_FILE, tuned_default
+from prune.config import PACKAGED_TUNED_FILE, PruneConfig
 from prune.int8 import QuantisedStack
 from prune.models.bert import COMPILED_ATTENTION_MAX_TOKENS
 from prune.search.data import DEFAULT_DATA_DIR, load_split
@@ -58,7 +59,8 @@ def per_layer(encoder: Encoder) -> Encoder:
 def main(threads: int, repeats: int, out: Path | None) -> None:
     torch.set_num_threads(threads)
     texts = load_split(DEFAULT_DATA_DIR, "banking77", "test").texts
-    encoder = Encoder(prune=tuned_default(PACKAGED_TUNED_FILE), options=EncoderOptions(dtype="int8"))
+    packaged = PruneConfig(**json.loads(PACKAGED_TUNED_FILE.read_text())["config"])  # not the user's own
+    encoder = Encoder(prune=packaged, options=EncoderOptions(dtype="int8"))
     layers = per_layer(encoder)
     start = time.perf_counter()
     for width in (8, COMPILED_ATTENTION_MAX_TOKENS + 1):

@@ -193,30 +193,41 @@ class EncoderOptions:
             raise ConfigError(f"max_batch_rows must be a positive integer, got {self.max_batch_rows!r}")
 
 
-# The pruning config chosen by `jobs tune`, shipped with the package with its provenance.
-# `jobs tune --write-default` writes the user's own choice to <JOBS_HOME>/tuned_default.json,
-# which then wins over the packaged file (the package itself is never written).
-PACKAGED_TUNED_FILE = Path(__file__).with_name("tuned_default.json")
+# The pruning config `jobs tune` chose for a model, one file per model (keyed by the model's
+# fingerprint, recorded in each file's provenance), shipped with the package with its provenance.
+# `jobs tune --write-default` writes the user's own choice to <JOBS_HOME>/tuned/<fingerprint>.json,
+# which then wins over the packaged one for that model (the package itself is never written).
+PACKAGED_TUNED_DIR = Path(__file__).with_name("tuned")
+PACKAGED_TUNED_FILE = PACKAGED_TUNED_DIR / "all-minilm-l6-v2.json"  # the packaged model's
 
 
-def user_tuned_file() -> Path:
-    return user_dir() / "tuned_default.json"
+def user_tuned_file(fingerprint: str) -> Path:
+    return user_dir() / "tuned" / f"{fingerprint}.json"
 
 
-def tuned_file() -> Path:
-    """The user's tuned config if `jobs tune --write-default` wrote one, else the packaged one."""
-    user = user_tuned_file()
-    return user if user.exists() else PACKAGED_TUNED_FILE
+def tuned_record(fingerprint: str) -> dict[str, Any]:
+    """The tuned record of the model with ``fingerprint``: the user's own, else the packaged one."""
+    user = user_tuned_file(fingerprint)
+    if user.exists():
+        return cast(dict[str, Any], json.loads(user.read_text()))
+    for path in sorted(PACKAGED_TUNED_DIR.glob("*.json")):
+        record = json.loads(path.read_text())
+        if record["provenance"]["model_fingerprint"] == fingerprint:
+            return cast(dict[str, Any], record)
+    raise ConfigError(
+        f"no tuned pruning config for the model with fingerprint {fingerprint}: run `jobs tune --model "
+        f"MODEL --write-default` for it, or give --prune s=INT,q=FLOAT,l=INT or --prune none"
+    )
 
 
-def tuned_record(path: Path | None = None) -> dict[str, Any]:
-    path = path or tuned_file()
-    if not path.exists():
-        raise ConfigError(f"{path} is missing: run `jobs tune --write-default` to create it")
-    return json.loads(path.read_text())
+def tuned_default(model: str | Path | None = None) -> PruneConfig:
+    """The tuned pruning config of ``model`` (a folder or an installed model's name; default: the
+    packaged all-MiniLM-L6-v2), with its data, date and command in its file."""
+    from prune.models.files import model_fingerprint
+
+    return tuned_config(model_fingerprint(model))
 
 
-def tuned_default(path: Path | None = None) -> PruneConfig:
-    """The shipped default pruning config (see tuned_default.json for data, date and command)."""
-    cfg = tuned_record(path)["config"]
+def tuned_config(fingerprint: str) -> PruneConfig:
+    cfg = tuned_record(fingerprint)["config"]
     return PruneConfig(int(cfg["min_tokens"]), float(cfg["quantile"]), int(cfg["layer"]), str(cfg["score"]))

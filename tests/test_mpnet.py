@@ -155,3 +155,38 @@ def test_all_mpnet_base_v2_matches_sentence_transformers_when_installed(banking_
     ref = SentenceTransformer(str(REAL), device="cpu").encode(texts, normalize_embeddings=True)
     cos = (ours * ref).sum(1)  # [N]
     assert float(cos.min()) >= 0.9999, float(cos.min())
+
+
+def test_prune_tuned_is_the_config_of_the_model_in_use(mpnet_dir: tuple[Path, torch.nn.Module]) -> None:
+    """`--prune tuned` reads the config tuned for the model's fingerprint: the packaged one for the
+    packaged model, the user's own (`jobs tune --write-default`) for another; none is an error that
+    says how to get one, never another model's config."""
+    from click.testing import CliRunner
+
+    from jobs.cli import main as cli
+    from prune.config import tuned_default
+    from prune.errors import ConfigError
+    from prune.models.files import model_fingerprint
+    from prune.search.tune import write_default_file
+
+    root, _ = mpnet_dir
+    fp = model_fingerprint(root)
+    with pytest.raises(ConfigError, match=f"no tuned pruning config for the model with fingerprint {fp}"):
+        tuned_default(root)
+    result = CliRunner().invoke(cli, ["encode", "--model", str(root), "--prune", "tuned"], input="hi\n")
+    assert result.exit_code == 2 and "jobs tune --model MODEL --write-default" in result.output
+
+    chosen = {
+        "config": PruneConfig(6, 0.3, 2, "norm").to_dict(),
+        "speedup": 1.2,
+        "tokens_kept": 0.7,
+        "drops_pt": {},
+        "accuracy": {},
+    }
+    report = {"chosen": chosen, "tasks": [], "settings": {}, "model": {"fingerprint": fp}, "baseline": {"accuracy": {}}}
+    path = write_default_file(report, "jobs tune (test)", "data")
+    try:
+        assert tuned_default(root) == PruneConfig(6, 0.3, 2, "norm")
+        assert tuned_default() == PruneConfig(24, 0.4, 1, "norm")  # the packaged model's own, unchanged
+    finally:
+        path.unlink()

@@ -135,8 +135,11 @@ def eval_command(
     from prune.search.eval_run import render_markdown, run_eval
     from prune.search.evaluate import EvalSettings, Variant
 
-    variants = [Variant.parse(c, tuned_default) for c in configs]
-    support = Variant.parse(support_config, tuned_default) if support_config else None
+    def tuned() -> PruneConfig:
+        return tuned_default(model)
+
+    variants = [Variant.parse(c, tuned) for c in configs]
+    support = Variant.parse(support_config, tuned) if support_config else None
     settings = EvalSettings(shots, seeds, heads, intent_names=intent_names)
     report = run_eval(
         data_dir, datasets, variants, settings, split, timing_repeats, model=model, support_variant=support
@@ -200,7 +203,8 @@ def eval_command(
 @click.option(
     "--write-default",
     is_flag=True,
-    help="Make the chosen config the --prune tuned of this user (<JOBS_HOME>/tuned_default.json).",
+    help="Make the chosen config the --prune tuned of this user for this model "
+    "(<JOBS_HOME>/tuned/<model fingerprint>.json).",
 )
 def tune_command(
     data_dir: str,

@@ -12,6 +12,7 @@ import click
 from jobs import embedded_redis
 from prune import EncoderOptions, PruneConfig
 from prune.config import DEFAULT_TOKEN_BUDGET, DTYPE_CHOICES, INT8_MIN_ROWS, INT8_MIN_ROWS_BUILT, resolve_dtype
+from prune.errors import ModelError
 from workers.connection import connect
 from workers.errors import InvalidName
 from workers.tenant_store import CentroidStore, validate_prefix
@@ -57,22 +58,26 @@ def prune_option(ctx: click.Context | None, param: click.Parameter | None, value
     if value is None or value.lower() in ("", "none", "off"):
         return None
     try:
-        if value == "tuned":
+        if value == "tuned":  # the model's own (--model is eager, so it is known here)
             from prune.config import tuned_default
 
-            return tuned_default()
+            return tuned_default(ctx.params.get("model") if ctx else None)
         return PruneConfig.parse(value)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ModelError) as exc:
         raise click.BadParameter(str(exc)) from exc
 
 
 def model_option(fn):
-    """--model, as every command that reads a model takes it."""
+    """--model, as every command that reads a model takes it. Eager: processed before --prune,
+    whose ``tuned`` is the model's own."""
     return click.option(
         "--model",
         type=click.Path(file_okay=False),
         default=None,
-        help="A sentence-transformers BERT directory (default: packaged all-MiniLM-L6-v2).",
+        is_eager=True,
+        metavar="DIR|NAME",
+        help="A sentence-transformers model folder (BERT or MPNet), or the name of an installed model "
+        "(`jobs models list`). Default: the packaged all-MiniLM-L6-v2.",
     )(fn)
 
 

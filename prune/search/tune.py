@@ -132,9 +132,9 @@ def measure(encoder: Encoder, tasks: Sequence[TaskSet], settings: EvalSettings) 
         enc = encode_for_eval(encoder, t.support, t.query, settings)
         seen += enc.tokens
         kept += enc.tokens_kept
+        runs = score_runs(t.support, t.query, enc, settings)  # every (seed, k), fit once each
         for k in settings.shots:
-            runs = [r for r in score_runs(t.support, t.query, enc, settings) if r["k"] == k]
-            accuracy[f"{t.dataset}/{k}-shot"] = statistics.fmean(float(r["accuracy"]) for r in runs)  # type: ignore[arg-type]  # rows mix str and float values
+            accuracy[f"{t.dataset}/{k}-shot"] = statistics.fmean(float(r["accuracy"]) for r in runs if r["k"] == k)  # type: ignore[arg-type]  # rows mix str and float values
     return Measurement(encoder.prune, accuracy, kept / max(seen, 1))
 
 
@@ -278,18 +278,15 @@ def run_tune(
     }
 
 
-def write_default_file(report: dict[str, Any], command: str, data_dir: str | Path) -> Path:
-    """The chosen config with its provenance (data, date, command, figures), as the user's
-    ``--prune tuned`` from now on."""
-    import json
+def tuned_record_of(report: dict[str, Any], command: str, data_dir: str | Path) -> dict[str, Any]:
+    """The chosen config with its provenance (data, date, command, model, figures): what
+    ``--prune tuned`` reads for that model (``prune.config.tuned_record``)."""
     from datetime import UTC, datetime
-
-    from prune.config import user_tuned_file
 
     chosen = report["chosen"]
     if chosen["config"] is None:
         raise ConfigError("the search chose the unpruned encoder: nothing to ship as a pruning default")
-    record = {
+    return {
         "config": chosen["config"],
         "provenance": {
             "command": command,
@@ -307,7 +304,16 @@ def write_default_file(report: dict[str, Any], command: str, data_dir: str | Pat
             "baseline_accuracy": report["baseline"]["accuracy"],
         },
     }
-    path = user_tuned_file()
+
+
+def write_default_file(report: dict[str, Any], command: str, data_dir: str | Path) -> Path:
+    """The chosen config as the user's ``--prune tuned`` of the searched model from now on."""
+    import json
+
+    from prune.config import user_tuned_file
+
+    record = tuned_record_of(report, command, data_dir)
+    path = user_tuned_file(report["model"]["fingerprint"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
