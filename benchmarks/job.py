@@ -34,9 +34,10 @@ import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from results_io import write_record
 
 from jobs import embedded_redis
-from jobs.cli.options import EXAMPLES_DIR, prune_option
+from jobs.cli.options import EXAMPLES_DIR, model_option, prune_option
 from jobs.examples_io import read_examples
 from jobs.report_schema import Report
 from jobs.run import run_job
@@ -76,10 +77,10 @@ def write_logs(folder: Path, texts: list[str], rows: int, files: int, row_group:
 _BARE: Encoder | None = None
 
 
-def _bare_init(prune: Any, dtype: str) -> None:
+def _bare_init(model: str | None, prune: Any, dtype: str) -> None:
     global _BARE
     torch.set_num_threads(1)
-    _BARE = Encoder(None, prune, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
+    _BARE = Encoder(model, prune, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
     _BARE.encode(["warm up"] * 64)
 
 
@@ -88,14 +89,16 @@ def _bare_encode(texts: list[str]) -> int:
     return len(_BARE.encode(texts))
 
 
-def bare_processes(texts: list[str], prune: Any, dtype: str, n: int, stack: ExitStack) -> Callable[[], float]:
+def bare_processes(
+    texts: list[str], model: str | None, prune: Any, dtype: str, n: int, stack: ExitStack
+) -> Callable[[], float]:
     """Seconds for ``n`` single-thread processes (started and warmed up beforehand) to encode
     ``texts`` split between them: no Ray, no Redis, no Parquet."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")
-    pool = stack.enter_context(ProcessPoolExecutor(n, context, initializer=_bare_init, initargs=(prune, dtype)))
+    pool = stack.enter_context(ProcessPoolExecutor(n, context, initializer=_bare_init, initargs=(model, prune, dtype)))
     list(pool.map(_bare_encode, [["warm up"]] * n))  # every process started and loaded
 
     def run() -> float:
@@ -138,6 +141,7 @@ def interleave(variants: dict[str, Callable[[], float]], repeats: int) -> dict[s
 @click.option("--rows", type=click.IntRange(min=1), default=30000, show_default=True, help="Rows per timed job.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--unit-rows", type=click.IntRange(min=1), default=DEFAULT_UNIT_ROWS, show_default=True)
+@model_option
 @click.option("--prune", default="tuned", show_default=True, callback=prune_option)
 @click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True)
 @click.option("--big-rows", type=click.IntRange(min=0), default=0, help="Also run one job of this many rows.")
@@ -150,6 +154,7 @@ def main(
     rows: int,
     repeats: int,
     unit_rows: int,
+    model: str | None,
     prune: Any,
     dtype: str,
     big_rows: int,
@@ -165,7 +170,7 @@ def main(
     url = redis_url or embedded_redis.ensure_running()
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     client = connect(url)
-    encoder = Encoder(None, prune, EncoderOptions(dtype=dtype))
+    encoder = Encoder(model, prune, EncoderOptions(dtype=dtype))
     add_tenant(CentroidStore(client, prefix), encoder, "acme", read_examples(EXAMPLES_DIR / "acme_examples.csv"))
     work = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
     texts = write_logs(work / "logs", load_texts(data_dir), rows, files=4, row_group=unit_rows)
@@ -178,6 +183,7 @@ def main(
                 input=str(work / "logs"),
                 output=str(work / f"out-{uuid.uuid4().hex[:8]}"),
                 columns=Columns("text", "tenant", "id"),
+                model=model,
                 prune=prune,
                 dtype=dtype,
                 actors=actors,
@@ -200,6 +206,7 @@ def main(
 
     encoder.encode(texts[:2000])  # warm-up
     result: dict[str, Any] = {"rows": rows, "repeats": repeats, "unit_rows": unit_rows, "cores": cores}
+    result["model"], result["fingerprint"] = model or "packaged", encoder.fingerprint
     result["prune"], result["dtype"] = str(prune) if prune else None, dtype
     result["machine"] = {"cpu": cpu_model(), "bf16_native": native_bf16()}
 
@@ -221,8 +228,8 @@ def main(
         click.echo(f"[2] 1 actor vs 2 actors, 1 CPU each; 1 vs 2 bare processes; {rows} rows", err=True)
         with ExitStack() as stack:
             variants = {"1 actor": job("1 actor", 1, 1), "2 actors": job("2 actors", 2, 1)}
-            variants |= {"1 process": bare_processes(texts, prune, dtype, 1, stack)}
-            variants |= {"2 processes": bare_processes(texts, prune, dtype, 2, stack)}
+            variants |= {"1 process": bare_processes(texts, model, prune, dtype, 1, stack)}
+            variants |= {"2 processes": bare_processes(texts, model, prune, dtype, 2, stack)}
             t = interleave(variants, repeats)
         rate = {name: median_rate(rows, t[name]) for name in t}
         job_ratio, bare_ratio = rate["2 actors"] / rate["1 actor"], rate["2 processes"] / rate["1 process"]
@@ -255,6 +262,7 @@ def main(
             str(unit_rows),
         ]
         cmd += ["--dtype", dtype, "--prune", str(prune) if prune else "none", "--redis-url", url]
+        cmd += ["--model", model] if model else []
         cmd += ["--redis-prefix", prefix]
         subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"})
         report = Report.from_dict(json.loads((big / "out" / "_report.json").read_text()))
@@ -270,10 +278,7 @@ def main(
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
     print_summary(result)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
-        click.echo(f"wrote {out}", err=True)
+    write_record(out, {"command": " ".join(["benchmarks/job.py", *sys.argv[1:]]), **result})
 
 
 def print_summary(r: dict[str, Any]) -> None:

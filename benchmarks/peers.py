@@ -1,6 +1,7 @@
 """This encoder against the CPU backends a user could pick instead, on the same texts and threads.
 
-Peers (sentence-transformers' own backends, exported offline from the packaged model):
+Peers (sentence-transformers' own backends, exported offline from the model, ``--model``: the
+packaged one by default, or any folder or installed model's name):
 - sentence-transformers torch fp32, the reference for cosine;
 - ONNX Runtime fp32 and dynamic int8 (the quantisation config the CPU supports);
 - OpenVINO fp32 (precision hint f32), OpenVINO default (bf16 where the CPU has it), and OpenVINO
@@ -42,7 +43,7 @@ from jobs.report import hardware
 from prune import Encoder, EncoderOptions
 from prune.config import tuned_default
 from prune.cpu import cpu_model, native_bf16
-from prune.models.files import default_model_dir
+from prune.models.files import read_spec
 from prune.search.data import DEFAULT_DATA_DIR, Split, load_split
 from prune.search.evaluate import Encoded, EvalSettings, needed_support, score_runs, summarise
 
@@ -62,7 +63,8 @@ def _st_embed(model: object) -> Embed:
 
 def _ours(dtype: str, tuned: bool) -> Builder:
     def build(model_dir: Path, work: Path, calibration: list[str], threads: int) -> Embed:
-        enc = Encoder(None, tuned_default() if tuned else None, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
+        prune = tuned_default(model_dir) if tuned else None  # the model's own tuned config
+        enc = Encoder(model_dir, prune, EncoderOptions(dtype=dtype))  # type: ignore[arg-type]
         return lambda texts: enc.encode(texts).embeddings
 
     return build
@@ -305,6 +307,7 @@ def accuracy(
     type=click.Choice(list(VARIANTS)),
     help="Run only these (repeatable; the first is the cosine reference). Default: all.",
 )
+@click.option("--model", default=None, help="A model folder or an installed model's name (default: the packaged one).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON.")
 def main(
     data_dir: Path,
@@ -316,6 +319,7 @@ def main(
     streams: int,
     work_dir: Path,
     only: tuple[str, ...],
+    model: str | None,
     out: Path | None,
 ) -> None:
     if threads % streams:
@@ -331,13 +335,15 @@ def main(
         raise click.ClickException(f"{e}; install the extra: pip install -c constraints.txt -e '.[peers]'") from e
     support, query = load_split(data_dir, "banking77", "train"), load_split(data_dir, "banking77", "test")
     texts = list(query.texts[:limit] if limit else query.texts)
+    model_dir = read_spec(model).path
+    work_dir = work_dir / model_dir.name  # each model's exports apart
     work_dir.mkdir(parents=True, exist_ok=True)
     calibration_texts = list(support.texts[:calibration])
     variants: list[Variant] = []
     try:
         for name in only or VARIANTS:  # one at a time: a variant may export the model its successor reads
             click.echo(f"loading {name}", err=True)
-            variants.append(Variant(name, default_model_dir(), work_dir, calibration_texts, threads, streams))
+            variants.append(Variant(name, model_dir, work_dir, calibration_texts, threads, streams))
         full = {w.name: w.embed(list(query.texts)) for w in variants}  # warm-up, and the eval's queries
         times: dict[str, list[float]] = {w.name: [] for w in variants}
         for rep in range(repeats):  # interleaved: each repeat runs every variant once, in a rotated order
@@ -369,7 +375,7 @@ def main(
     finally:
         for w in variants:
             w.close()
-    _report(rows, texts, repeats, threads, streams, seeds, out)
+    _report(rows, texts, repeats, threads, streams, seeds, out, str(model_dir))
 
 
 def _report(
@@ -380,6 +386,7 @@ def _report(
     streams: int,
     seeds: int,
     out: Path | None,
+    model: str,
 ) -> None:
     fp32_acc = float(rows[0]["accuracy_10"])  # type: ignore[arg-type]
     peers = [r for r in rows if r["kind"] == "peer" and fp32_acc - float(r["accuracy_10"]) <= 0.5]  # type: ignore[arg-type]
@@ -389,7 +396,7 @@ def _report(
         r["x_st_fp32"] = float(r["utterances_per_s"]) / base  # type: ignore[arg-type]
         r["x_fastest_peer"] = float(r["utterances_per_s"]) / float(fastest["utterances_per_s"])  # type: ignore[arg-type]
     click.echo(
-        f"\n{len(texts)} BANKING77 test texts, {threads} threads in {streams} stream(s), "
+        f"\nmodel {model}; {len(texts)} BANKING77 test texts, {threads} threads in {streams} stream(s), "
         f"{repeats} interleaved repeats, medians; "
         f"CPU {cpu_model()} (bf16 native: {native_bf16()}). Fastest peer within 0.5 pt of fp32 at 10 shots: "
         f"{fastest['variant'] if peers else 'none in this run (x fastest peer: to the first variant)'}. "
@@ -409,6 +416,7 @@ def _report(
         out.write_text(
             json.dumps(
                 {
+                    "model": model,
                     "texts": len(texts),
                     "repeats": repeats,
                     "threads": threads,

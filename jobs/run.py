@@ -28,7 +28,7 @@ from jobs.plan import Plan, check_apart, cut_tail, encodable_rows, plan
 from jobs.report import build_report
 from jobs.report_schema import Report
 from prune.config import int8_min_rows
-from prune.errors import BadInput, Int8Unavailable
+from prune.errors import BadInput, Int8Unavailable, ModelError
 from prune.models.files import check_model
 from workers.connection import connect, redact
 from workers.errors import RedisUnavailable
@@ -147,22 +147,27 @@ def _check_int8_here(spec: JobSpec) -> None:
         raise Int8Unavailable(f"--dtype int8 cannot run on 1 node(s): {problem}")
 
 
-def _check_int8_on_every_node(spec: JobSpec) -> None:
-    """An explicit --dtype int8 runs on every live node, or the job is not created: each node says
-    what int8 needs there (its built graphs, or a C++ compiler to build them)."""
+def _check_every_node(spec: JobSpec) -> None:
+    """On a cluster, the job runs on every live node or is not created: each node says whether it
+    has the job's model (a name must be installed on each) and, for an explicit --dtype int8, what
+    int8 needs there (its built graphs, or a C++ compiler to build them)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from workers.job_encoder import int8_problem
+    from workers.job_encoder import node_problem
 
-    check = ray.remote(num_cpus=0, max_retries=0)(int8_problem)
+    check = ray.remote(num_cpus=0, max_retries=0)(node_problem)
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
     refs = [
         check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(spec) for n in nodes
     ]
     problems = [p for p in ray.get(refs) if p]
-    if problems:
-        raise Int8Unavailable(f"--dtype int8 cannot run on {len(problems)} node(s): {'; '.join(problems)}")
+    if not problems:
+        return
+    message = f"cannot run on {len(problems)} node(s): {'; '.join(problems)}"
+    if spec.dtype == "int8" and all("int8" in p for p in problems):
+        raise Int8Unavailable(f"--dtype int8 {message}")
+    raise ModelError(f"the job's model {message} (list the model in deploy/models.txt and `ray up` again)")
 
 
 @dataclass(frozen=True)
@@ -242,8 +247,8 @@ def _run(
         _check_int8_here(job.spec)  # the local default's one node is this machine: before Ray starts
     init_ray(ray_address)
     actors, cpus = _placement(job.spec, local=ray_address is None, log=log)
-    if job.spec.dtype == "int8" and ray_address is not None:
-        _check_int8_on_every_node(job.spec)
+    if ray_address is not None and (job.spec.dtype == "int8" or job.spec.model is not None):
+        _check_every_node(job.spec)
     planned = _enqueue(job, client, prefix, planned, actors * cpus, started, log)
     claim_output(client, prefix, job.spec.output, job.id, resuming, overwrite)  # once the job exists: resumable
     fault_point("claimed")

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 
 from prune.batching import token_batches
 from prune.config import EncoderOptions, PruneConfig
-from prune.errors import Int8Unavailable, ModelError
+from prune.errors import Int8Unavailable
 from prune.importance import LayerTrace, get_score
 from prune.models import build_family
 from prune.models import files as model_files
-from prune.models.bert import COMPILED_ATTENTION_MAX_TOKENS, Bert
+from prune.models.bert import COMPILED_ATTENTION_MAX_TOKENS
 from prune.pruning import gather, keep_counts, select
 
 if TYPE_CHECKING:
@@ -125,11 +125,6 @@ class Encoder:
         self.max_length = min(self.spec.max_seq_length, self.config.max_position_embeddings)
         self._set_prune(prune)
         self.bert = build_family(self.config)  # the model family's forward (prune.models)
-        if self.options.dtype == "int8" and not isinstance(self.bert, Bert):
-            raise ModelError(
-                f"--dtype int8 runs BERT models only for now, and {self.spec.path} is {self.config.model_type}; "
-                f"use --dtype bfloat16 or float32"
-            )
         self._stack: QuantisedStack | None = None  # int8: the layers run as compiled blocks
         self.bert.load_hf_state(state)
         self.bert.eval().requires_grad_(False)
@@ -158,7 +153,6 @@ class Encoder:
             for b in token_batches([len(x) for x in ids], budget, rows):
                 yield self._batch_tensors([ids[i] for i in b])[:2]
 
-        assert isinstance(self.bert, Bert)  # checked at load: int8 runs BERT models only
         return QuantisedStack(self.bert, int8_store(self.fingerprint, self.options), batches)
 
     def _set_prune(self, prune: PruneConfig | None) -> None:
@@ -252,10 +246,7 @@ class Encoder:
         importance = score(LayerTrace(h, mask, probs))  # [B, T]
         index = select(importance, mask, keep)  # [B, T']: the kept tokens' original positions
         h, mask = gather(h, index, keep)  # [B, T', D], [B, T']
-        if self.bert.uses_positions:  # the later layers see the kept tokens where they were
-            h, _ = self.bert.run(h, mask, prune.layer, n, positions=index)
-        else:
-            h, _ = run(h, mask, prune.layer, n)
+        h, _ = run(h, mask, prune.layer, n, positions=index)  # the kept tokens where they were (MPNet's bias)
         return self._embed(h, mask).numpy(), mask.sum(1).numpy().astype(np.int32)
 
     def _embed(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

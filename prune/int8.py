@@ -24,7 +24,8 @@ from torch import nn
 
 from prune.errors import ConfigError, Int8Unavailable
 from prune.int8_store import MAX_ROWS, MAX_TOKENS, GraphStore, compiler_problem, width_class
-from prune.models.bert import Bert, Layer
+from prune.models import Family
+from prune.models.bert import Layer
 
 CALIBRATION_PER_DATASET = 150
 
@@ -66,31 +67,37 @@ class QuantisedLayer(nn.Module):
         self.project = project
         self.finish = finish
 
-    def _int8(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        ctx, _ = self.float_layer.attend(self.project(h), mask, compiled=True)  # [B, T, D]
+    def _int8(self, h: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        ctx, _ = self.float_layer.attend(self.project(h), mask, compiled=True, bias=bias)  # [B, T, D]
         return self.finish(h, ctx)  # [B, T, D]
 
     def forward(
-        self, h: torch.Tensor, mask: torch.Tensor, need_probs: bool = False
+        self, h: torch.Tensor, mask: torch.Tensor, need_probs: bool = False, bias: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Eager (the quantised graphs' reference ops, slow): the encoder runs ``QuantisedStack``."""
         if need_probs:
-            return self.float_layer(h, mask, need_probs=True)
-        return self._int8(h, mask), None
+            return self.float_layer(h, mask, need_probs=True, bias=bias)
+        return self._int8(h, mask, bias), None
 
 
 class Layers(nn.Module):
-    """Consecutive int8 layers as one module, h [B, T, D], mask [B, T] -> [B, T, D]: what one graph
-    runs. One graph for the layers between two pruning points, rather than one per layer, saves a
-    wrapper per layer: 1.04-1.06x at two threads (benchmarks/layer_blocks.py)."""
+    """Consecutive int8 layers as one module, h [B, T, D], mask [B, T] (and, for a family whose
+    attention depends on positions, the tokens' original positions [B, T]) -> [B, T, D]: what one
+    graph runs. The position bias is computed inside, once per run. One graph for the layers
+    between two pruning points, rather than one per layer, saves a wrapper per layer: 1.04-1.06x at
+    two threads (benchmarks/layer_blocks.py)."""
 
-    def __init__(self, layers: list[QuantisedLayer]) -> None:
+    def __init__(self, layers: list[QuantisedLayer], position_bias: nn.Module | None = None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        self.position_bias = position_bias
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        bias = None
+        if self.position_bias is not None and positions is not None:
+            bias = self.position_bias(positions)  # [B, H, T, T]
         for layer in self.layers:
-            h = cast(QuantisedLayer, layer)._int8(h, mask)  # [B, T, D]; a ModuleList yields nn.Module
+            h = cast(QuantisedLayer, layer)._int8(h, mask, bias)  # [B, T, D]; a ModuleList yields nn.Module
         return h
 
 
@@ -105,7 +112,7 @@ class QuantisedStack:
     layers are calibrated (once) and the graph built into the store, which needs a C++ compiler.
     The graphs are shared by every ``Encoder.with_prune`` copy and by the threads of one process."""
 
-    def __init__(self, bert: Bert, store: GraphStore, calibration: Calibration) -> None:
+    def __init__(self, bert: Family, store: GraphStore, calibration: Calibration) -> None:
         self.bert = bert  # its fp32 layers answer when attention probabilities rank tokens
         self.store = store
         self._calibration = calibration
@@ -115,17 +122,29 @@ class QuantisedStack:
         self.built: list[tuple[int, int, str]] = []  # the graphs this process built (the rest were loaded)
 
     def __call__(
-        self, h: torch.Tensor, mask: torch.Tensor, start: int, stop: int, need_probs: bool = False
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor,
+        start: int,
+        stop: int,
+        need_probs: bool = False,
+        positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As the family's ``run``; ``positions`` [B, T] (default: 0..T-1) reach a family that uses them."""
         if need_probs:  # the last layer in fp32, for the token ranking
-            h, _ = self(h, mask, start, stop - 1)
-            return self.bert.layers[stop - 1](h, mask, need_probs=True)
+            h, _ = self(h, mask, start, stop - 1, positions=positions)
+            return self.bert.run(h, mask, stop - 1, stop, need_probs=True, positions=positions)
         if start == stop:
             return h, None
         graph = self.graph(start, stop, width_class(h.shape[1]))
+        inputs = [h, mask]  # [B, T, D], [B, T]
+        if self.bert.uses_positions:
+            if positions is None:
+                positions = torch.arange(h.shape[1]).expand(h.shape[0], -1)  # [B, T]
+            inputs.append(positions)
         if h.shape[0] == 1:  # the graphs take two rows or more: run one as two
-            return graph(h.repeat(2, 1, 1), mask.repeat(2, 1))[:1], None  # [1, T, D]
-        return graph(h, mask), None  # [B, T, D]
+            return graph(*(x.repeat(2, *([1] * (x.dim() - 1))) for x in inputs))[:1], None  # [1, T, D]
+        return graph(*inputs), None  # [B, T, D]
 
     def graph(self, start: int, stop: int, width: str) -> Callable[..., torch.Tensor]:
         """The runner of layers [start, stop) for rows of the width class: loaded, or built then loaded."""
@@ -148,21 +167,33 @@ class QuantisedStack:
         return self._quantised
 
     def eager(
-        self, h: torch.Tensor, mask: torch.Tensor, start: int, stop: int, need_probs: bool = False
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor,
+        start: int,
+        stop: int,
+        need_probs: bool = False,
+        positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """As ``__call__``, with the calibrated layers in eager form, one at a time: the quantised
         reference ops the built graphs must match (slow; for checks)."""
         layers = self.quantised_layers()
+        bias = None
+        if self.bert.position_bias is not None:
+            if positions is None:
+                positions = torch.arange(h.shape[1]).expand(h.shape[0], -1)  # [B, T]
+            bias = self.bert.position_bias(positions)  # [B, H, T, T]
         for i in range(start, stop):
-            h, probs = layers[i](h, mask, need_probs=need_probs and i == stop - 1)
+            h, probs = layers[i](h, mask, need_probs=need_probs and i == stop - 1, bias=bias)
         return h, (probs if need_probs and stop > start else None)
 
     def _build(self, start: int, stop: int, width: str) -> None:
         problem = compiler_problem()
         if problem:
             raise Int8Unavailable(f"int8 layers {start}-{stop} ({width} rows) are not built here and {problem}")
-        d = self.bert.embeddings.norm.normalized_shape[0]
-        self.store.build(Layers(self.quantised_layers()[start:stop]), start, stop, width, d)
+        d = cast(nn.LayerNorm, self.bert.embeddings.norm).normalized_shape[0]
+        layers = Layers(self.quantised_layers()[start:stop], self.bert.position_bias)
+        self.store.build(layers, start, stop, width, d, positions=self.bert.uses_positions)
         self.built.append((start, stop, width))
 
 
@@ -199,7 +230,7 @@ def quantise_available() -> None:
         raise Int8Unavailable(str(exc)) from None
 
 
-def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[QuantisedLayer]:
+def quantise(bert: Family, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[QuantisedLayer]:
     """``bert``'s layers as calibrated int8 ones (``bert`` keeps its fp32 layers).
 
     calibration: batches of (ids [B, T] long, mask [B, T] bool), run through the fp32 model to
@@ -211,7 +242,7 @@ def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]
     warnings.filterwarnings("ignore", message="To copy construct from a tensor", module=r"torch\._inductor\.")
     rows, tokens = torch.export.Dim("rows", min=1, max=MAX_ROWS), torch.export.Dim("tokens", min=2, max=MAX_TOKENS)
     dims = {0: rows, 1: tokens}  # of every [B, T, D] input
-    d = bert.embeddings.norm.normalized_shape[0]
+    d = cast(nn.LayerNorm, bert.embeddings.norm).normalized_shape[0]
     h_example = torch.randn(4, 16, d)  # [B, T, D]
     float_layers = [cast(Layer, layer) for layer in bert.layers]  # a ModuleList yields nn.Module
     projects, finishes = [], []
@@ -226,8 +257,11 @@ def quantise(bert: Bert, calibration: Iterable[tuple[torch.Tensor, torch.Tensor]
         seen = 0
         for ids, mask in calibration:
             h = bert.embeddings(ids)  # [B, T, D]
+            bias = None
+            if bert.position_bias is not None:  # an unpadded prefix per row: token j at position j
+                bias = bert.position_bias(torch.arange(ids.shape[1]).expand(ids.shape[0], -1))  # [B, H, T, T]
             for layer, project, finish in zip(float_layers, projects, finishes, strict=True):
-                ctx, _ = layer.attend(project(h), mask)  # [B, T, D]
+                ctx, _ = layer.attend(project(h), mask, bias=bias)  # [B, T, D]
                 h = finish(h, ctx)
             seen += int(mask.sum())
     if seen == 0:

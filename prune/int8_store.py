@@ -122,9 +122,10 @@ class GraphStore:
         )
         return AOTICompiledModel(loader)
 
-    def build(self, module: nn.Module, start: int, stop: int, width: str, dim: int) -> None:
-        """Export ``module`` (h [B, T, D], mask [B, T] -> [B, T, D]) for the width class and build its
-        package; written under a temporary name, then renamed, so a reader never sees half of it."""
+    def build(self, module: nn.Module, start: int, stop: int, width: str, dim: int, positions: bool = False) -> None:
+        """Export ``module`` (h [B, T, D], mask [B, T], and the tokens' original positions [B, T] if
+        ``positions`` -> [B, T, D]) for the width class and build its package; written under a
+        temporary name, then renamed, so a reader never sees half of it."""
         low, high = WIDTHS[width]
         rows = torch.export.Dim("rows", min=2, max=MAX_ROWS)  # a single row runs as two (QuantisedStack)
         tokens = torch.export.Dim("tokens", min=low, max=high)
@@ -134,8 +135,13 @@ class GraphStore:
         h = torch.randn(rows_hint, tokens_hint, dim)  # [B, T, D]
         mask = torch.ones(h.shape[:2], dtype=torch.bool)  # [B, T]
         dims = {0: rows, 1: tokens}
+        inputs: tuple[torch.Tensor, ...] = (h, mask)
+        shapes: dict[str, dict[int, torch.export.Dim]] = {"h": dims, "mask": dims}
+        if positions:
+            inputs += (torch.arange(tokens_hint).expand(rows_hint, -1).contiguous(),)  # [B, T]
+            shapes["positions"] = dims
         with torch.no_grad():
-            program = torch.export.export(module, (h, mask), dynamic_shapes={"h": dims, "mask": dims})
+            program = torch.export.export(module, inputs, dynamic_shapes=shapes)
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".building-", suffix=".pt2")
         os.close(fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -56,6 +57,25 @@ def test_versions_match_the_project() -> None:
     assert "-c ~/fewshot-jobs/constraints.txt" in setup
     assert "torch==2.13.0" in (REPO / "constraints.txt").read_text()
     assert config["file_mounts"]["~/fewshot-jobs"] == "."
+
+
+def test_every_node_installs_the_models_deploy_lists_and_each_is_installable(tmp_path: Path) -> None:
+    """The setup command that installs deploy/models.txt's names: run here by the shell on a list
+    with comments and blanks, it asks `jobs models install` for each name once; and every name the
+    shipped list holds is one `jobs models install` knows."""
+    import subprocess
+
+    from prune.models.catalog import CATALOG
+
+    (command,) = [c for c in load()["setup_commands"] if "deploy/models.txt" in c]
+    listed = tmp_path / "fewshot-jobs" / "deploy" / "models.txt"
+    listed.parent.mkdir(parents=True)
+    listed.write_text("# a comment\n\nall-mpnet-base-v2\n  \nother-model\n")
+    fake = command.replace("~/", f"{tmp_path}/").replace("python -m jobs models install", "echo install")
+    done = subprocess.run(["bash", "-c", fake], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:-1] == ["install all-mpnet-base-v2", "install other-model"]
+    names = [line.strip() for line in (REPO / "deploy" / "models.txt").read_text().splitlines()]
+    assert all(n in CATALOG for n in names if n and not n.startswith("#"))
 
 
 def test_every_node_starts_ray_with_the_clusters_token() -> None:

@@ -100,3 +100,35 @@ def test_on_a_cluster_int8_is_asked_of_every_node_and_refused_before_the_job_exi
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_on_a_cluster_a_named_model_missing_on_a_node_is_refused_before_the_job_exists(
+    tmp_path: Path, redis_url: str, heads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--model NAME` resolves on each node to that node's data folder: the driver has the model
+    installed, the node does not, and the job is refused before it exists, naming the node."""
+    import os
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from prune.models.files import default_model_dir
+
+    driver_home = tmp_path / "driver-home"
+    (driver_home / "models").mkdir(parents=True)
+    (driver_home / "models" / "all-mpnet-base-v2").symlink_to(default_model_dir())  # "installed" here
+    monkeypatch.setenv("JOBS_HOME", str(tmp_path / "node-home"))  # the nodes inherit it: nothing installed
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        args = ["--input", LOGS, "--output", str(tmp_path / "out"), "--model", "all-mpnet-base-v2", "--prune", "none"]
+        args += ["--job-id", "nomodel-cluster", "--ray-address", cluster.address, "--cpus-per-actor", "1"]
+        r = classify(redis_url, heads, *args, env={**os.environ, "JOBS_HOME": str(driver_home)})
+        line = one_error_line(r.stderr)
+        assert r.returncode == 2 and "the job's model cannot run on 1 node(s): node " in line, r.stderr
+        assert "'all-mpnet-base-v2' is not installed here: run `jobs models install all-mpnet-base-v2`" in line
+        assert not WorkQueue(connect(redis_url), heads, "nomodel-cluster").exists() and not (tmp_path / "out").exists()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -14,7 +14,6 @@ import torch
 
 from prune import Encoder
 from prune.config import EncoderOptions, PruneConfig
-from prune.errors import ModelError
 from prune.models.files import default_model_dir, read_spec
 from prune.models.mpnet import MPNet
 from prune.pruning import keep_counts, select
@@ -135,10 +134,17 @@ def test_pruned_mpnet_matches_transformers_layers_given_the_kept_positions(
     assert (got.tokens_kept < got.tokens).any()  # some rows lost tokens
 
 
-def test_int8_refuses_an_mpnet_model_in_one_line(mpnet_dir: tuple[Path, torch.nn.Module]) -> None:
+def test_mpnet_in_int8_stays_close_to_fp32_pruned_or_not(mpnet_dir: tuple[Path, torch.nn.Module]) -> None:
+    """The int8 graphs of an MPNet compute its position bias inside, from the kept tokens' original
+    positions: pruned after layer 2 (the int8 graphs on both sides), short and long rows (both
+    attention forms of the graphs). Each graph is built here (seconds each), so one config."""
     root, _ = mpnet_dir
-    with pytest.raises(ModelError, match=r"int8 runs BERT models only for now, and .* is mpnet"):
-        Encoder(root, None, EncoderOptions(dtype="int8"))
+    for prune in (PruneConfig(4, 0.5, 2, "norm"),):
+        fp32 = Encoder(root, prune, EncoderOptions(dtype="float32")).encode(TEXTS)
+        int8 = Encoder(root, prune, EncoderOptions(dtype="int8")).encode(TEXTS)
+        cos = (fp32.embeddings * int8.embeddings).sum(1)  # [N]
+        assert float(cos.min()) >= 0.98, (prune, cos)
+        assert (int8.tokens_kept == fp32.tokens_kept).all()
 
 
 REAL = USER_DATA_DIR / "models" / "all-mpnet-base-v2"
@@ -190,3 +196,49 @@ def test_prune_tuned_is_the_config_of_the_model_in_use(mpnet_dir: tuple[Path, to
         assert tuned_default() == PruneConfig(24, 0.4, 1, "norm")  # the packaged model's own, unchanged
     finally:
         path.unlink()
+
+
+def test_a_classify_job_runs_an_mpnet_model_pruned_through_the_actors(
+    tmp_path: Path, redis_url: str, mpnet_dir: tuple[Path, torch.nn.Module]
+) -> None:
+    """`tenants add` and `submit classify` with --model an MPNet folder, pruned: every row once, the
+    MPNet's fingerprint in the parts, tokens pruned; a head of the packaged model is refused by it."""
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from prune.models.files import model_fingerprint
+    from tests.conftest import REPO
+    from tests.jobdata import write_logs
+    from tests.test_job import check_exactly_once
+
+    root, _ = mpnet_dir
+    prefix, prune = "mpnetjob", "s=4,q=0.5,l=2,score=norm"
+    ids = write_logs(tmp_path / "in", files=2, rows_per_file=150, row_group=50, tenants=("acme", "beta", "nobody"))
+    common = ("--redis-url", redis_url, "--redis-prefix", prefix, "--dtype", "float32")
+    env = {**os.environ, "RAY_ADDRESS": ""}
+
+    def jobs(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "jobs", *args, *common]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+
+    examples = str(REPO / "examples" / "acme_examples.csv")
+    r = jobs("tenants", "add", "acme", "--examples", examples, "--model", str(root), "--prune", prune)
+    assert r.returncode == 0, r.stderr
+    r = jobs("tenants", "add", "beta", "--examples", examples)  # the packaged model's head
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    r = jobs("submit", "classify", "--input", str(tmp_path / "in"), "--output", str(out), "--id-column", "id",
+             "--model", str(root), "--prune", prune)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    check_exactly_once(out, ids)
+    table = [row for p in out.glob("part-*.parquet") for row in pq.read_table(p).to_pylist()]
+    statuses = {t: {row["status"] for row in table if row["tenant"] == t} for t in ("acme", "beta", "nobody")}
+    assert statuses["acme"] == {"ok"} and statuses["nobody"] == {"unknown_tenant"}
+    assert statuses["beta"] == {"model_mismatch"}  # built by another model: refused, never scored with it
+    meta = json.loads(pq.read_schema(next(out.glob("part-*.parquet"))).metadata[b"fewshot_jobs"])
+    assert meta["model_fingerprint"] == model_fingerprint(root)
+    report = json.loads((out / "_report.json").read_text())
+    assert report["tokens_kept"] < report["tokens"]

@@ -26,23 +26,34 @@ def int8_readiness_for(spec: JobSpec) -> Int8Readiness:
     thread per stream, the thread count its graphs are built for)."""
     import torch
 
-    from prune.encoder import Int8Readiness, int8_readiness
+    from prune.encoder import int8_readiness
     from prune.models.files import load_config, model_fingerprint, read_spec
 
     torch.set_num_threads(1)
-    config = load_config(read_spec(spec.model))
-    if config.model_type != "bert":
-        return Int8Readiness(False, f"int8 runs BERT models only for now, and the model is {config.model_type}")
-    layers = config.num_hidden_layers
+    layers = load_config(read_spec(spec.model)).num_hidden_layers
     options = EncoderOptions(dtype="int8", token_budget=spec.token_budget)
     return int8_readiness(model_fingerprint(spec.model), layers, spec.prune, options)
 
 
 def int8_problem(spec: JobSpec) -> str | None:
-    """Why an explicit ``--dtype int8`` cannot run on this node (named), or None: the driver asks
-    every node before it creates the job."""
+    """Why an explicit ``--dtype int8`` cannot run on this node (named), or None."""
     problem = int8_readiness_for(spec).problem
     return f"node {socket.gethostname()}: {problem}" if problem else None
+
+
+def node_problem(spec: JobSpec) -> str | None:
+    """Why the job cannot run on this node (named), or None: its model is missing or unreadable
+    here (a model given by name must be installed on every node), or an explicit ``--dtype int8``
+    cannot run. The driver asks every node before it creates the job."""
+    from prune.errors import ModelError
+    from prune.models.files import check_model
+
+    if spec.model is not None:
+        try:
+            check_model(spec.model)
+        except ModelError as exc:
+            return f"node {socket.gethostname()}: {exc}"
+    return int8_problem(spec) if spec.dtype == "int8" else None
 
 
 def rows_per_stream(spec: JobSpec) -> int | None:

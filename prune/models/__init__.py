@@ -20,6 +20,7 @@ class Family(Protocol):
     """What the encoder, the pruning and the layer-wise tools call on a model family."""
 
     uses_positions: bool  # whether ``run`` needs the tokens' original positions (after pruning)
+    position_bias: nn.Module | None  # positions [B, T] -> attention bias [B, H, T, T], if it has one
     embeddings: nn.Module  # ids [B, T] -> h [B, T, D]
     layers: nn.ModuleList
 

@@ -98,9 +98,7 @@ class Layer(nn.Module):
             ctx, weights = matmul_attention(q, k, v, keys, torch.float32 if need_probs else v.dtype, bias)
             probs = weights if need_probs else None
         elif compiled and t <= COMPILED_ATTENTION_MAX_TOKENS:
-            if bias is not None:
-                raise ModelError("compiled (int8) attention takes no position bias: int8 runs BERT models only")
-            ctx = summed_attention(q, k, v, keys)  # [B, H, T, Dh]
+            ctx = summed_attention(q, k, v, keys, bias)  # [B, H, T, Dh]
         elif bias is not None:
             scores_mask = bias.to(q.dtype).masked_fill(~keys, float("-inf"))  # [B, H, T, T]
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=scores_mask)  # [B, H, T, Dh]
@@ -139,16 +137,20 @@ def matmul_attention(
     return (weights @ v.to(dt)).to(v.dtype), weights
 
 
-def summed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+def summed_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """Attention as broadcast products and sums, normalised after the weighted sum: q, k, v
-    [B, H, T, Dh], keys [B, 1, 1, T] bool -> [B, H, T, Dh]. Inductor fuses it into loops over the
-    few tokens, where bmm and a separate softmax pay a call and a pass over [B, H, T, T] each. The
-    heads are the innermost axis of the scores, [B, Tq, Tk, H], so that Inductor's vector loops run
-    over the model's fixed number of heads, not over a few tokens (which left the exp in scalar
-    tail loops)."""
+    [B, H, T, Dh], keys [B, 1, 1, T] bool, bias [B, H, T, T] or None -> [B, H, T, Dh]. Inductor
+    fuses it into loops over the few tokens, where bmm and a separate softmax pay a call and a pass
+    over [B, H, T, T] each. The heads are the innermost axis of the scores, [B, Tq, Tk, H], so that
+    Inductor's vector loops run over the model's fixed number of heads, not over a few tokens (which
+    left the exp in scalar tail loops)."""
     scale = 1 / math.sqrt(q.shape[-1])
     q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # [B, T, H, Dh]
     scores = (q[:, :, None] * k[:, None]).sum(-1) * scale  # [B, Tq, Tk, H]
+    if bias is not None:
+        scores = scores + bias.permute(0, 2, 3, 1).to(scores.dtype)  # [B, H, Tq, Tk] -> [B, Tq, Tk, H]
     scores = scores.masked_fill(~keys[:, :, 0, :, None], float("-inf"))  # every row has a real token
     e = (scores - scores.amax(2, keepdim=True)).exp()  # [B, Tq, Tk, H]
     ctx = (e[..., None] * v[:, None]).sum(2) / e.sum(2)[..., None]  # [B, Tq, H, Dh]
@@ -157,6 +159,7 @@ def summed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: to
 
 class Bert(nn.Module):
     uses_positions = False  # absolute positions only, added by the embeddings
+    position_bias: nn.Module | None = None
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()

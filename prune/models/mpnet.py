@@ -48,6 +48,20 @@ def position_buckets(positions: torch.Tensor, buckets: int) -> torch.Tensor:
     return ret + torch.where(n < exact, n, large)
 
 
+class PositionBias(nn.Module):
+    """The attention bias of every (query, key) pair from their original positions: positions
+    [B, T] -> [B, H, T, T] fp32. Its own module, so that an int8 graph computes it inside (one
+    table, no layer weights)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.buckets = config.relative_attention_num_buckets
+        self.table = nn.Embedding(self.buckets, config.num_attention_heads)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.table(position_buckets(positions, self.buckets)).permute(0, 3, 1, 2).float()
+
+
 class MPNet(nn.Module):
     uses_positions = True  # the attention bias depends on the tokens' original positions
 
@@ -55,12 +69,11 @@ class MPNet(nn.Module):
         super().__init__()
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
-        self.buckets = config.relative_attention_num_buckets
-        self.relative_bias = nn.Embedding(self.buckets, config.num_attention_heads)
+        self.position_bias = PositionBias(config)
 
     def bias(self, positions: torch.Tensor) -> torch.Tensor:
         """positions [B, T] -> the attention bias [B, H, T, T] (fp32)."""
-        return self.relative_bias(position_buckets(positions, self.buckets)).permute(0, 3, 1, 2).float()
+        return self.position_bias(positions)
 
     def run(
         self,
@@ -95,7 +108,7 @@ class MPNet(nn.Module):
             "embeddings.position.weight": state["embeddings.position_embeddings.weight"],
             "embeddings.norm.weight": state["embeddings.LayerNorm.weight"],
             "embeddings.norm.bias": state["embeddings.LayerNorm.bias"],
-            "relative_bias.weight": state["encoder.relative_attention_bias.weight"],
+            "position_bias.table.weight": state["encoder.relative_attention_bias.weight"],
         }
         for i in range(len(self.layers)):
             p, m = f"encoder.layer.{i}.", f"layers.{i}."
