@@ -220,14 +220,17 @@ def tuned_record(fingerprint: str) -> dict[str, Any]:
     )
 
 
-def tuned_default(model: str | Path | None = None) -> PruneConfig:
+def tuned_default(model: str | Path | None = None) -> PruneConfig | None:
     """The tuned pruning config of ``model`` (a folder or an installed model's name; default: the
-    packaged all-MiniLM-L6-v2), with its data, date and command in its file."""
+    packaged all-MiniLM-L6-v2), with its data, date and command in its file; None where the search
+    found that no pruning pays within its accuracy bound for that model."""
     from prune.models.files import model_fingerprint
 
     return tuned_config(model_fingerprint(model))
 
 
-def tuned_config(fingerprint: str) -> PruneConfig:
+def tuned_config(fingerprint: str) -> PruneConfig | None:
     cfg = tuned_record(fingerprint)["config"]
+    if cfg is None:
+        return None
     return PruneConfig(int(cfg["min_tokens"]), float(cfg["quantile"]), int(cfg["layer"]), str(cfg["score"]))

@@ -161,6 +161,9 @@ def test_all_mpnet_base_v2_matches_sentence_transformers_when_installed(banking_
     ref = SentenceTransformer(str(REAL), device="cpu").encode(texts, normalize_embeddings=True)
     cos = (ours * ref).sum(1)  # [N]
     assert float(cos.min()) >= 0.9999, float(cos.min())
+    from prune.config import tuned_default
+
+    assert tuned_default(REAL) == PruneConfig(16, 0.5, 3, "norm")  # its own, found by its fingerprint
 
 
 def test_prune_tuned_is_the_config_of_the_model_in_use(mpnet_dir: tuple[Path, torch.nn.Module]) -> None:
@@ -194,6 +197,9 @@ def test_prune_tuned_is_the_config_of_the_model_in_use(mpnet_dir: tuple[Path, to
     try:
         assert tuned_default(root) == PruneConfig(6, 0.3, 2, "norm")
         assert tuned_default() == PruneConfig(24, 0.4, 1, "norm")  # the packaged model's own, unchanged
+        chosen["config"] = None  # the search found no pruning that pays within its bound: tuned is none
+        write_default_file(report, "jobs tune (test)", "data")
+        assert tuned_default(root) is None
     finally:
         path.unlink()
 
@@ -242,3 +248,17 @@ def test_a_classify_job_runs_an_mpnet_model_pruned_through_the_actors(
     assert meta["model_fingerprint"] == model_fingerprint(root)
     report = json.loads((out / "_report.json").read_text())
     assert report["tokens_kept"] < report["tokens"]
+
+
+def test_every_packaged_tuned_config_is_valid_and_for_one_model() -> None:
+    """prune/tuned/: one file per model, each a valid config (or null: no pruning pays) with the
+    fingerprint of the model it was tuned on, no two for one model."""
+    from prune.config import PACKAGED_TUNED_DIR, tuned_config
+
+    fingerprints = [
+        json.loads(p.read_text())["provenance"]["model_fingerprint"] for p in PACKAGED_TUNED_DIR.glob("*.json")
+    ]
+    assert len(fingerprints) >= 2 and len(set(fingerprints)) == len(fingerprints)
+    for fp in fingerprints:
+        cfg = tuned_config(fp)
+        assert cfg is None or isinstance(cfg, PruneConfig)

@@ -135,7 +135,7 @@ def eval_command(
     from prune.search.eval_run import render_markdown, run_eval
     from prune.search.evaluate import EvalSettings, Variant
 
-    def tuned() -> PruneConfig:
+    def tuned() -> PruneConfig | None:
         return tuned_default(model)
 
     variants = [Variant.parse(c, tuned) for c in configs]

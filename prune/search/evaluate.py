@@ -47,7 +47,7 @@ class Variant:
     prune: PruneConfig | None
 
     @classmethod
-    def parse(cls, text: str, tuned: Callable[[], PruneConfig] | None = None) -> Variant:
+    def parse(cls, text: str, tuned: Callable[[], PruneConfig | None] | None = None) -> Variant:
         dtype_name, _, prune_text = text.partition(":")
         dtypes = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "int8": "int8"}
         if dtype_name not in dtypes:

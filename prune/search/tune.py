@@ -280,12 +280,11 @@ def run_tune(
 
 def tuned_record_of(report: dict[str, Any], command: str, data_dir: str | Path) -> dict[str, Any]:
     """The chosen config with its provenance (data, date, command, model, figures): what
-    ``--prune tuned`` reads for that model (``prune.config.tuned_record``)."""
+    ``--prune tuned`` reads for that model (``prune.config.tuned_record``). A chosen unpruned
+    encoder is recorded too (config null): for that model, ``tuned`` means no pruning."""
     from datetime import UTC, datetime
 
     chosen = report["chosen"]
-    if chosen["config"] is None:
-        raise ConfigError("the search chose the unpruned encoder: nothing to ship as a pruning default")
     return {
         "config": chosen["config"],
         "provenance": {
