@@ -141,7 +141,7 @@ class QuantisedStack:
         if self.bert.uses_positions:
             if positions is None:
                 positions = torch.arange(h.shape[1]).expand(h.shape[0], -1)  # [B, T]
-            inputs.append(positions)
+            inputs.append(positions.contiguous())  # a built graph reads its inputs as laid out when built
         if h.shape[0] == 1:  # the graphs take two rows or more: run one as two
             return graph(*(x.repeat(2, *([1] * (x.dim() - 1))) for x in inputs))[:1], None  # [1, T, D]
         return graph(*inputs), None  # [B, T, D]

@@ -223,21 +223,24 @@ def test_a_classify_job_runs_an_mpnet_model_pruned_through_the_actors(
     root, _ = mpnet_dir
     prefix, prune = "mpnetjob", "s=4,q=0.5,l=2,score=norm"
     ids = write_logs(tmp_path / "in", files=2, rows_per_file=150, row_group=50, tenants=("acme", "beta", "nobody"))
-    common = ("--redis-url", redis_url, "--redis-prefix", prefix, "--dtype", "float32")
-    env = {**os.environ, "RAY_ADDRESS": ""}
+    common = ("--redis-url", redis_url, "--redis-prefix", prefix)
+    # auto with int8's thresholds at 0: int8 would be picked for a BERT model on a VNNI node
+    env = {**os.environ, "RAY_ADDRESS": "", "JOBS_INT8_MIN_ROWS": "0", "JOBS_INT8_MIN_ROWS_BUILT": "0"}
 
     def jobs(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "jobs", *args, *common]
         return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
 
     examples = str(REPO / "examples" / "acme_examples.csv")
-    r = jobs("tenants", "add", "acme", "--examples", examples, "--model", str(root), "--prune", prune)
+    r = jobs(
+        "tenants", "add", "acme", "--examples", examples, "--model", str(root), "--prune", prune, "--dtype", "float32"
+    )
     assert r.returncode == 0, r.stderr
-    r = jobs("tenants", "add", "beta", "--examples", examples)  # the packaged model's head
+    r = jobs("tenants", "add", "beta", "--examples", examples, "--dtype", "float32")  # the packaged model's head
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out"
     r = jobs("submit", "classify", "--input", str(tmp_path / "in"), "--output", str(out), "--id-column", "id",
-             "--model", str(root), "--prune", prune)  # fmt: skip
+             "--model", str(root), "--prune", prune, "--dtype", "auto")  # fmt: skip
     assert r.returncode == 0, r.stderr
     check_exactly_once(out, ids)
     table = [row for p in out.glob("part-*.parquet") for row in pq.read_table(p).to_pylist()]
@@ -248,6 +251,8 @@ def test_a_classify_job_runs_an_mpnet_model_pruned_through_the_actors(
     assert meta["model_fingerprint"] == model_fingerprint(root)
     report = json.loads((out / "_report.json").read_text())
     assert report["tokens_kept"] < report["tokens"]
+    assert {p["dtype"] for p in report["placement"]} <= {"bfloat16", "float32"}  # never int8 by auto
+    assert all("int8 loses accuracy on mpnet models" in p["dtype_why"] for p in report["placement"])
 
 
 def test_every_packaged_tuned_config_is_valid_and_for_one_model() -> None:

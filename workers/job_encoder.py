@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from prune.config import EncoderOptions, int8_min_rows, job_dtype_choice, resolve_dtype
+from prune.config import DtypeChoice, EncoderOptions, int8_min_rows, job_dtype_choice, resolve_dtype
 from prune.cpu import native_int8
 from prune.errors import Int8Unavailable
 from workers.job_spec import JobSpec
@@ -67,16 +67,24 @@ def rows_per_stream(spec: JobSpec) -> int | None:
 def job_encoder(spec: JobSpec) -> tuple[Encoder, str]:
     """The actor's encoder and why it runs its dtype. Call it with the actor's thread count set."""
     from prune import Encoder
+    from prune.models import INT8_IN_AUTO
+    from prune.models.files import load_config, read_spec
 
     rows = rows_per_stream(spec)
-    ready = None
-    if spec.dtype == "int8" or (spec.dtype == "auto" and native_int8() and (rows or 0) >= int8_min_rows(built=True)):
-        ready = int8_readiness_for(spec)
+    family = load_config(read_spec(spec.model)).model_type
+    lossy = spec.dtype == "auto" and family not in INT8_IN_AUTO  # int8 only when asked for
+    large = spec.dtype == "auto" and not lossy and native_int8() and (rows or 0) >= int8_min_rows(built=True)
+    ready = int8_readiness_for(spec) if spec.dtype == "int8" or large else None
     if spec.dtype == "int8" and ready is not None and ready.problem:
         raise Int8Unavailable(f"--dtype int8 cannot run on node {socket.gethostname()}: {ready.problem}")
-    choice = job_dtype_choice(
-        spec.dtype, rows, built=bool(ready and ready.built), problem=ready.problem if ready else None
-    )
+    if lossy:
+        choice = DtypeChoice(
+            "auto", f"int8 loses accuracy on {family} models; auto picks it for {sorted(INT8_IN_AUTO)}"
+        )
+    else:
+        choice = job_dtype_choice(
+            spec.dtype, rows, built=bool(ready and ready.built), problem=ready.problem if ready else None
+        )
     encoder = Encoder(
         spec.model, spec.prune, EncoderOptions(dtype=resolve_dtype(choice.dtype), token_budget=spec.token_budget)
     )
