@@ -158,11 +158,11 @@ def test_the_graphs_compiled_at_load_are_the_ones_a_forward_reaches(
     pruned = encoder.with_prune(prune)
     asked: set[tuple[int, int, bool]] = set()
 
-    def recording(h, mask, start, stop, need_probs=False):  # type: ignore[no-untyped-def]
+    def recording(h, mask, start, stop, need_probs=False, positions=None):  # type: ignore[no-untyped-def]
         compiled_stop = stop - 1 if need_probs else stop  # the fp32 pruning layer is not compiled
         if start < compiled_stop:
             asked.add((start, compiled_stop, h.shape[1] > cut))
-        return encoder.bert.run(h, mask, start, stop, need_probs)
+        return encoder.bert.run(h, mask, start, stop, need_probs, positions)
 
     pruned._stack = recording  # type: ignore[assignment]
     # rows of each length (with [CLS] and [SEP]) enough to fill a batch (1024 tokens) of their own
