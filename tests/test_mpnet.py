@@ -180,7 +180,7 @@ def test_prune_tuned_is_the_config_of_the_model_in_use(mpnet_dir: tuple[Path, to
 
     root, _ = mpnet_dir
     fp = model_fingerprint(root)
-    with pytest.raises(ConfigError, match=f"no tuned pruning config for the model with fingerprint {fp}"):
+    with pytest.raises(ConfigError, match="no tuned pruning config for the model whose weights have sha256"):
         tuned_default(root)
     result = CliRunner().invoke(cli, ["encode", "--model", str(root), "--prune", "tuned"], input="hi\n")
     assert result.exit_code == 2 and "jobs tune --model MODEL --write-default" in result.output
@@ -192,7 +192,13 @@ def test_prune_tuned_is_the_config_of_the_model_in_use(mpnet_dir: tuple[Path, to
         "drops_pt": {},
         "accuracy": {},
     }
-    report = {"chosen": chosen, "tasks": [], "settings": {}, "model": {"fingerprint": fp}, "baseline": {"accuracy": {}}}
+    report = {
+        "chosen": chosen,
+        "tasks": [],
+        "settings": {},
+        "model": {"fingerprint": fp, "path": str(root)},
+        "baseline": {"accuracy": {}},
+    }
     path = write_default_file(report, "jobs tune (test)", "data")
     try:
         assert tuned_default(root) == PruneConfig(6, 0.3, 2, "norm")
@@ -260,10 +266,10 @@ def test_every_packaged_tuned_config_is_valid_and_for_one_model() -> None:
     fingerprint of the model it was tuned on, no two for one model."""
     from prune.config import PACKAGED_TUNED_DIR, tuned_config
 
-    fingerprints = [
-        json.loads(p.read_text())["provenance"]["model_fingerprint"] for p in PACKAGED_TUNED_DIR.glob("*.json")
-    ]
-    assert len(fingerprints) >= 2 and len(set(fingerprints)) == len(fingerprints)
-    for fp in fingerprints:
-        cfg = tuned_config(fp)
+    records = [json.loads(p.read_text()) for p in PACKAGED_TUNED_DIR.glob("*.json")]
+    for key in ("model_fingerprint", "weights_sha256"):
+        keys = [r["provenance"][key] for r in records]
+        assert len(records) >= 2 and len(set(keys)) == len(keys)
+    for record in records:
+        cfg = tuned_config(record)
         assert cfg is None or isinstance(cfg, PruneConfig)

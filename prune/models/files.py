@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -158,6 +159,24 @@ def weights_file(spec: ModelSpec) -> Path:
         if (spec.transformer_path / name).exists():
             return spec.transformer_path / name
     raise ModelError(f"{spec.transformer_path}: no model.safetensors or pytorch_model.bin")
+
+
+def weights_sha256(path: str | Path | None) -> str:
+    """The sha256 of the model's weights file, read as bytes (no torch): what finds the model's
+    tuned pruning (``prune.config.tuned_default``) in a CLI that never loads the model. Kept per
+    file identity for the process."""
+    f = weights_file(read_spec(path))
+    st = f.stat()
+    return _file_sha256(str(f), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def check_model(path: str | Path | None) -> tuple[ModelSpec, BertConfig]:

@@ -284,6 +284,8 @@ def tuned_record_of(report: dict[str, Any], command: str, data_dir: str | Path) 
     encoder is recorded too (config null): for that model, ``tuned`` means no pruning."""
     from datetime import UTC, datetime
 
+    from prune.models.files import weights_sha256
+
     chosen = report["chosen"]
     return {
         "config": chosen["config"],
@@ -294,6 +296,7 @@ def tuned_record_of(report: dict[str, Any], command: str, data_dir: str | Path) 
             "tasks": report["tasks"],
             "settings": report["settings"],
             "model_fingerprint": report["model"]["fingerprint"],
+            "weights_sha256": weights_sha256(report["model"]["path"]),
         },
         "search": {
             "speedup": chosen["speedup"],
