@@ -170,7 +170,7 @@ def local_cluster_yaml(tmp_path: Path, sshd: Sshd, name: str) -> Path:
     # PyTorch CPU index is left out: that index is not reachable from here, and the node image
     # (the test's venv) has torch 2.13.0 already, as constraints.txt pins it.
     config["setup_commands"] = [c for c in config["setup_commands"] if CHECKOUT_MOUNT in c]
-    assert len(config["setup_commands"]) == 1
+    assert len(config["setup_commands"]) == 2  # the project, and the models deploy/models.txt lists
     cfg = tmp_path / "cluster.yaml"
     cfg.write_text(yaml.safe_dump(config))
     return cfg
