@@ -26,6 +26,7 @@ from prune.errors import ConfigError, Int8Unavailable
 from prune.int8_store import MAX_ROWS, MAX_TOKENS, GraphStore, compiler_problem, width_class
 from prune.models import Family
 from prune.models.bert import Layer
+from prune.models.mpnet import unpruned_positions
 
 CALIBRATION_PER_DATASET = 150
 
@@ -140,7 +141,7 @@ class QuantisedStack:
         inputs = [h, mask]  # [B, T, D], [B, T]
         if self.bert.uses_positions:
             if positions is None:
-                positions = torch.arange(h.shape[1]).expand(h.shape[0], -1)  # [B, T]
+                positions = unpruned_positions(h)  # [B, T]
             inputs.append(positions.contiguous())  # a built graph reads its inputs as laid out when built
         if h.shape[0] == 1:  # the graphs take two rows or more: run one as two
             return graph(*(x.repeat(2, *([1] * (x.dim() - 1))) for x in inputs))[:1], None  # [1, T, D]
@@ -181,7 +182,7 @@ class QuantisedStack:
         bias = None
         if self.bert.position_bias is not None:
             if positions is None:
-                positions = torch.arange(h.shape[1]).expand(h.shape[0], -1)  # [B, T]
+                positions = unpruned_positions(h)  # [B, T]
             bias = self.bert.position_bias(positions)  # [B, H, T, T]
         for i in range(start, stop):
             h, probs = layers[i](h, mask, need_probs=need_probs and i == stop - 1, bias=bias)

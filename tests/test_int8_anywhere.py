@@ -4,10 +4,12 @@ and (tests/test_int8.py) built graphs loaded and run without one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,23 @@ from workers.queue import WorkQueue
 pytestmark = pytest.mark.system  # int8 refusals and fallbacks through real CLI jobs
 
 LOGS = str(REPO / "examples" / "logs")
+
+
+@contextlib.contextmanager
+def one_node_cluster() -> Iterator[str]:
+    """A ray.cluster_utils cluster: a head with no CPUs and one 1-CPU node, started with this
+    process's environment (which its nodes inherit); yields its address."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        yield cluster.address
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
 
 
 def test_jobs_encode_int8_without_a_compiler_is_refused_in_one_line(tmp_path: Path, no_cxx_env: dict[str, str]) -> None:
@@ -80,26 +99,17 @@ def test_on_a_cluster_int8_is_asked_of_every_node_and_refused_before_the_job_exi
 ) -> None:
     """A cluster's nodes are asked by a Ray task each (the local default asks this machine before
     Ray starts): nodes started without a compiler refuse, naming themselves."""
-    import ray
-    from ray.cluster_utils import Cluster
-
     for key in ("PATH", "CXX", "CC"):  # the nodes' processes inherit this environment
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("PATH", no_cxx_env["PATH"])
     monkeypatch.setenv("JOBS_INT8_CACHE", str(tmp_path / "empty"))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
+    with one_node_cluster() as address:
         args = ["--input", LOGS, "--output", str(tmp_path / "out"), "--dtype", "int8", "--job-id", "nocxx-cluster"]
-        r = classify(redis_url, heads, *args, "--ray-address", cluster.address, "--cpus-per-actor", "1", env=no_cxx_env)
+        r = classify(redis_url, heads, *args, "--ray-address", address, "--cpus-per-actor", "1", env=no_cxx_env)
         line = one_error_line(r.stderr)
         assert r.returncode == 2 and "--dtype int8 cannot run on 1 node(s): node " in line, r.stderr
         assert "no working C++ compiler" in line
         assert not WorkQueue(connect(redis_url), heads, "nocxx-cluster").exists() and not (tmp_path / "out").exists()
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 def test_on_a_cluster_a_named_model_missing_on_a_node_is_refused_before_the_job_exists(
@@ -109,26 +119,17 @@ def test_on_a_cluster_a_named_model_missing_on_a_node_is_refused_before_the_job_
     installed, the node does not, and the job is refused before it exists, naming the node."""
     import os
 
-    import ray
-    from ray.cluster_utils import Cluster
-
     from prune.models.files import default_model_dir
 
     driver_home = tmp_path / "driver-home"
     (driver_home / "models").mkdir(parents=True)
     (driver_home / "models" / "all-mpnet-base-v2").symlink_to(default_model_dir())  # "installed" here
     monkeypatch.setenv("JOBS_HOME", str(tmp_path / "node-home"))  # the nodes inherit it: nothing installed
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
+    with one_node_cluster() as address:
         args = ["--input", LOGS, "--output", str(tmp_path / "out"), "--model", "all-mpnet-base-v2", "--prune", "none"]
-        args += ["--job-id", "nomodel-cluster", "--ray-address", cluster.address, "--cpus-per-actor", "1"]
+        args += ["--job-id", "nomodel-cluster", "--ray-address", address, "--cpus-per-actor", "1"]
         r = classify(redis_url, heads, *args, env={**os.environ, "JOBS_HOME": str(driver_home)})
         line = one_error_line(r.stderr)
         assert r.returncode == 2 and "the job's model cannot run on 1 node(s): node " in line, r.stderr
         assert "'all-mpnet-base-v2' is not installed here: run `jobs models install all-mpnet-base-v2`" in line
         assert not WorkQueue(connect(redis_url), heads, "nomodel-cluster").exists() and not (tmp_path / "out").exists()
-    finally:
-        ray.shutdown()
-        cluster.shutdown()

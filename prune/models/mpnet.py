@@ -48,6 +48,11 @@ def position_buckets(positions: torch.Tensor, buckets: int) -> torch.Tensor:
     return ret + torch.where(n < exact, n, large)
 
 
+def unpruned_positions(h: torch.Tensor) -> torch.Tensor:
+    """The positions of an unpruned batch, h [B, T, D] -> [B, T]: token j of every row at j."""
+    return torch.arange(h.shape[1], device=h.device).expand(h.shape[0], -1)
+
+
 class PositionBias(nn.Module):
     """The attention bias of every (query, key) pair from their original positions: positions
     [B, T] -> [B, H, T, T] fp32. Its own module, so that an int8 graph computes it inside (one
@@ -88,7 +93,7 @@ class MPNet(nn.Module):
         layer's attention probabilities [B, H, T, T] if asked for. ``positions`` [B, T] are the
         tokens' original positions (default: 0..T-1, an unpruned batch)."""
         if positions is None:
-            positions = torch.arange(h.shape[1], device=h.device).expand(h.shape[0], -1)  # [B, T]
+            positions = unpruned_positions(h)
         bias = self.bias(positions)  # [B, H, T, T], once for the run
         probs = None
         for i in range(start, stop):
